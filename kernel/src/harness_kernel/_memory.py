@@ -1,0 +1,158 @@
+"""Builtin in-process components: memory storage and the memory log sink."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import trio
+
+from ._records import Event, SessionRecord
+from .contracts import LogSink, Page, SessionFilter, SessionStorage, StorageCapabilities
+from .errors import Conflict, SessionExists, SessionNotFound
+
+__all__ = ["MemoryLogSink", "MemoryStorage", "decode_cursor", "encode_cursor", "list_order_key"]
+
+
+def list_order_key(record: SessionRecord) -> tuple[float, str]:
+    """The contract's listing order is descending on this key."""
+    return (record.created_at, record.id)
+
+
+def encode_cursor(record: SessionRecord) -> str:
+    """An opaque cursor naming the last item of a page (created_at, id)."""
+    raw = json.dumps([record.created_at, record.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (created_at, id) a cursor names; ``ValueError`` if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, session_id = json.loads(raw)
+        return float(created_at), str(session_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid cursor {cursor!r}") from exc
+
+
+def check_batch(events: Sequence[Event], expected_seq: int) -> None:
+    for offset, event in enumerate(events, start=1):
+        if event.seq != expected_seq + offset:
+            raise ValueError(
+                f"events must be numbered from expected_seq + 1 = {expected_seq + 1}, contiguously"
+            )
+
+
+@attrs.define
+class _Entry:
+    record: SessionRecord
+    events: list[Event] = attrs.Factory(list)
+
+
+class MemoryStorage(SessionStorage):
+    """Sessions in a dict: fast, honours compare-and-swap, gone with the process."""
+
+    capabilities: ClassVar[StorageCapabilities] = StorageCapabilities(cross_process_fencing=False, durable=False)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+
+    def _entry(self, session_id: str) -> _Entry:
+        try:
+            return self._entries[session_id]
+        except KeyError:
+            raise SessionNotFound(f"session '{session_id}' not found") from None
+
+    async def create(self, record: SessionRecord) -> None:
+        await trio.lowlevel.checkpoint()
+        if record.id in self._entries:
+            raise SessionExists(f"session '{record.id}' already exists")
+        self._entries[record.id] = _Entry(record)
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        await trio.lowlevel.checkpoint()
+        entry = self._entries.get(session_id)
+        return entry.record if entry else None
+
+    async def save(self, record: SessionRecord, expected_revision: int) -> None:
+        await trio.lowlevel.checkpoint()
+        if record.revision != expected_revision + 1:
+            raise ValueError("record.revision must be expected_revision + 1")
+        entry = self._entry(record.id)
+        if entry.record.revision != expected_revision:
+            raise Conflict(
+                f"session '{record.id}' is at revision {entry.record.revision}, not {expected_revision}"
+            )
+        entry.record = record
+
+    async def append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        await trio.lowlevel.checkpoint()
+        check_batch(events, expected_seq)
+        entry = self._entry(session_id)
+        last = entry.events[-1].seq if entry.events else 0
+        if last != expected_seq:
+            raise Conflict(f"session '{session_id}' is at seq {last}, not {expected_seq}")
+        entry.events.extend(events)
+
+    async def read(self, session_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        await trio.lowlevel.checkpoint()
+        events = self._entry(session_id).events
+        start = max(after_seq, 0)  # seq n lives at index n - 1
+        stop = len(events) if limit is None else min(len(events), start + max(limit, 0))
+        return events[start:stop]
+
+    async def last_seq(self, session_id: str) -> int:
+        await trio.lowlevel.checkpoint()
+        events = self._entry(session_id).events
+        return events[-1].seq if events else 0
+
+    async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
+        await trio.lowlevel.checkpoint()
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        records = sorted(
+            (e.record for e in self._entries.values() if filter.matches(e.record)),
+            key=list_order_key,
+            reverse=True,
+        )
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            records = [r for r in records if list_order_key(r) < after]
+        page = records[:limit]
+        more = len(records) > limit
+        return Page(tuple(page), encode_cursor(page[-1]) if more else None)
+
+    async def delete(self, session_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self._entries.pop(session_id, None) is not None
+
+
+@attrs.define
+class MemoryLogSinkOptions:
+    """Options of the ``memory`` log sink."""
+
+    max_records: int = 100_000
+
+
+class MemoryLogSink(LogSink):
+    """Keeps records in ``records`` (newest last, at most ``max_records``); for tests."""
+
+    def __init__(self, level: int | str = logging.DEBUG, max_records: int = 100_000) -> None:
+        from ._logging import parse_level
+
+        self.level = parse_level(level)
+        self.max_records = max_records
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self.records.append(dict(record))
+        if len(self.records) > self.max_records:
+            del self.records[: len(self.records) - self.max_records]
+
+    def text(self) -> str:
+        """Every record rendered as one JSON line each (what a file sink would hold)."""
+        return "\n".join(json.dumps(r, default=str, sort_keys=True) for r in self.records)

@@ -1,0 +1,390 @@
+"""Records: messages, usage, the session record, runs and the durable events.
+
+Every record is a frozen attrs class. ``codec.py`` turns them into JSON-ready dicts
+carrying ``schema_version`` and back; nothing here knows about storage.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, TypeAlias
+
+import attrs
+
+__all__ = [
+    "ApprovalRequested",
+    "ApprovalResolved",
+    "ErrorInfo",
+    "Event",
+    "EventPayload",
+    "Message",
+    "MessageAdded",
+    "ModeChanged",
+    "ModelChanged",
+    "Part",
+    "Role",
+    "RunFinished",
+    "RunResult",
+    "RunStarted",
+    "RunStatus",
+    "RunSummary",
+    "SessionRecord",
+    "StateChanged",
+    "SuspensionRequested",
+    "SuspensionResolved",
+    "TextPart",
+    "ToolCallPart",
+    "ToolFinished",
+    "ToolOutcome",
+    "ToolResultPart",
+    "ToolStarted",
+    "UnknownPayload",
+    "Usage",
+    "UsageRecorded",
+    "new_id",
+]
+
+Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
+RunStatus: TypeAlias = Literal["completed", "failed", "aborted", "waiting_approval", "suspended"]
+ToolOutcome: TypeAlias = Literal["ok", "error", "invalid_arguments", "denied", "in_doubt"]
+
+
+def new_id(prefix: str) -> str:
+    """A fresh, URL-safe, time-ordered id such as ``run_0193f2c1a4b2_9f2c4e1d``."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}_{secrets.token_hex(4)}"
+
+
+@attrs.frozen
+class Usage:
+    """Token counts. Adding two ``Usage`` values sums them; providers stream one as an event."""
+
+    type: ClassVar[str] = "usage"
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+
+@attrs.frozen
+class TextPart:
+    """Plain text in a message."""
+
+    text: str
+
+
+@attrs.frozen
+class ToolCallPart:
+    """A tool call the assistant asked for; ``arguments`` is the parsed JSON object."""
+
+    call_id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@attrs.frozen
+class ToolResultPart:
+    """The result of a tool call, as the model will see it."""
+
+    call_id: str
+    content: str
+    is_error: bool = False
+
+
+Part: TypeAlias = TextPart | ToolCallPart | ToolResultPart
+
+
+@attrs.frozen
+class Message:
+    """One message of a conversation: ``role`` and a tuple of parts."""
+
+    role: Role
+    parts: tuple[Part, ...] = attrs.field(converter=tuple)
+    id: str = attrs.field(factory=lambda: new_id("msg"))
+    created_at: float = attrs.field(factory=time.time)
+
+    @property
+    def text(self) -> str:
+        """The text parts joined, in order."""
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def tool_calls(self) -> tuple[ToolCallPart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolCallPart))
+
+    @classmethod
+    def user(cls, text: str) -> Message:
+        return cls("user", (TextPart(text),))
+
+
+@attrs.frozen
+class ErrorInfo:
+    """A sanitized error: what users, streams and ``RunResult.error`` see."""
+
+    code: str
+    message: str
+    retryable: bool = False
+    stack: str | None = None
+
+
+@attrs.frozen
+class SessionRecord:
+    """Snapshot of a session's folded log plus the fields listing filters on.
+
+    ``last_seq`` is the sequence number the snapshot folds up to; ``revision`` is the
+    compare-and-swap token of ``SessionStorage.save``.
+    """
+
+    id: str
+    agent: str
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    created_at: float = attrs.field(factory=time.time)
+    updated_at: float = attrs.field(factory=time.time)
+    mode: str | None = None
+    model: str | None = None
+    state: Mapping[str, Any] = attrs.field(factory=dict)
+    usage: Usage = Usage()
+    status: str = "idle"
+    last_seq: int = 0
+    revision: int = 0
+
+
+@attrs.frozen
+class RunSummary:
+    """One run as recorded in the log; what ``Session.runs()`` lists."""
+
+    run_id: str
+    status: str  # a RunStatus, or "running" while the run is active
+    started_at: float
+    first_seq: int
+    finished_at: float | None = None
+    last_seq: int | None = None
+    model: str | None = None
+    mode: str | None = None
+    usage: Usage = Usage()
+    error: ErrorInfo | None = None
+
+
+@attrs.frozen
+class RunResult:
+    """What ``send`` returns and the last item of ``stream`` carries."""
+
+    session_id: str
+    run_id: str
+    status: RunStatus
+    text: str = ""
+    messages: tuple[Message, ...] = ()
+    tool_calls: tuple[ToolCallPart, ...] = ()
+    usage: Usage = Usage()
+    error: ErrorInfo | None = None
+    duration_ms: float = 0.0
+
+
+# -- durable event payloads --------------------------------------------------------
+
+
+@attrs.frozen
+class MessageAdded:
+    """A message joined the history (user input, assistant answer or tool result)."""
+
+    type: ClassVar[str] = "message.added"
+    message: Message
+
+
+@attrs.frozen
+class RunStarted:
+    """A run began. ``trigger`` says why: ``send``, ``follow_up`` or ``resume``."""
+
+    type: ClassVar[str] = "run.started"
+    model: str
+    mode: str
+    trigger: str = "send"
+
+
+@attrs.frozen
+class RunFinished:
+    """A run ended with ``status`` (a ``RunStatus``)."""
+
+    type: ClassVar[str] = "run.finished"
+    status: str
+    usage: Usage = Usage()
+    error: ErrorInfo | None = None
+    duration_ms: float = 0.0
+    steps: int = 0
+
+
+@attrs.frozen
+class ToolStarted:
+    """A tool began executing. Without a matching ``tool.finished`` it is in doubt."""
+
+    type: ClassVar[str] = "tool.started"
+    call_id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@attrs.frozen
+class ToolFinished:
+    """A tool call ended; ``result`` joins the history as a ``tool`` message."""
+
+    type: ClassVar[str] = "tool.finished"
+    call_id: str
+    name: str
+    outcome: str  # a ToolOutcome
+    result: ToolResultPart
+    message_id: str = attrs.field(factory=lambda: new_id("msg"))
+    duration_ms: float = 0.0
+
+
+@attrs.frozen
+class ApprovalRequested:
+    """A tool call waits for a person's decision."""
+
+    type: ClassVar[str] = "approval.requested"
+    approval_id: str
+    call_id: str
+    tool: str
+    arguments: Mapping[str, Any]
+    category: str | None = None
+    expires_at: float | None = None
+
+
+@attrs.frozen
+class ApprovalResolved:
+    """A pending approval was approved or denied (``reason`` reaches the model)."""
+
+    type: ClassVar[str] = "approval.resolved"
+    approval_id: str
+    approved: bool
+    reason: str | None = None
+    remember: str | None = None
+
+
+@attrs.frozen
+class SuspensionRequested:
+    """A tool suspended the run until ``resume(call_id, data)``."""
+
+    type: ClassVar[str] = "suspension.requested"
+    call_id: str
+    tool: str
+    payload: Any = None
+
+
+@attrs.frozen
+class SuspensionResolved:
+    """A suspension was resumed with ``data`` or cancelled."""
+
+    type: ClassVar[str] = "suspension.resolved"
+    call_id: str
+    data: Any = None
+    cancelled: bool = False
+
+
+@attrs.frozen
+class ModeChanged:
+    type: ClassVar[str] = "mode.changed"
+    previous: str | None
+    mode: str
+
+
+@attrs.frozen
+class ModelChanged:
+    """The session's model override changed (``None`` clears it)."""
+
+    type: ClassVar[str] = "model.changed"
+    previous: str | None
+    model: str | None
+
+
+@attrs.frozen
+class StateChanged:
+    """The session state after ``update_state``; ``changed`` lists the fields set."""
+
+    type: ClassVar[str] = "state.changed"
+    state: Mapping[str, Any]
+    changed: tuple[str, ...] = attrs.field(converter=tuple, default=())
+
+
+@attrs.frozen
+class UsageRecorded:
+    """Tokens one model call used."""
+
+    type: ClassVar[str] = "usage.recorded"
+    usage: Usage
+    model: str
+
+
+@attrs.frozen
+class UnknownPayload:
+    """An event whose type this version does not know (newer writer, or a plugin's)."""
+
+    type: str
+    data: Mapping[str, Any]
+
+
+EventPayload: TypeAlias = (
+    MessageAdded
+    | RunStarted
+    | RunFinished
+    | ToolStarted
+    | ToolFinished
+    | ApprovalRequested
+    | ApprovalResolved
+    | SuspensionRequested
+    | SuspensionResolved
+    | ModeChanged
+    | ModelChanged
+    | StateChanged
+    | UsageRecorded
+    | UnknownPayload
+)
+
+PAYLOAD_TYPES: dict[str, type[Any]] = {
+    cls.type: cls
+    for cls in (
+        MessageAdded,
+        RunStarted,
+        RunFinished,
+        ToolStarted,
+        ToolFinished,
+        ApprovalRequested,
+        ApprovalResolved,
+        SuspensionRequested,
+        SuspensionResolved,
+        ModeChanged,
+        ModelChanged,
+        StateChanged,
+        UsageRecorded,
+    )
+}
+
+
+@attrs.frozen
+class Event:
+    """One durable entry of a session's log.
+
+    ``seq`` is contiguous from 1 per session; ``run_id`` ties the event to a run.
+    """
+
+    seq: int
+    payload: EventPayload
+    at: float = attrs.field(factory=time.time)
+    run_id: str | None = None
+
+    @property
+    def type(self) -> str:
+        return self.payload.type

@@ -1,0 +1,154 @@
+"""The one cattrs converter, JSON helpers, schema versions and migrations.
+
+Storage backends persist what ``encode_event`` / ``encode_record`` return (plain JSON
+types) and read it back with ``decode_event`` / ``decode_record``. Every encoded payload
+carries ``schema_version``; decoding an older version runs the migrations registered
+with ``register_migration`` first, and a newer version than this kernel knows is refused
+with a clear error instead of being misread. Nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.strategies import configure_tagged_union
+
+from ._records import (
+    PAYLOAD_TYPES,
+    Event,
+    Part,
+    RunResult,
+    SessionRecord,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    UnknownPayload,
+)
+from .errors import StorageError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Migration",
+    "converter",
+    "decode_event",
+    "decode_record",
+    "decode_run_result",
+    "dumps",
+    "encode_event",
+    "encode_record",
+    "encode_run_result",
+    "loads",
+    "register_migration",
+]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+"""Version written into every persisted payload by this kernel."""
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+converter = cattrs.Converter()
+"""The kernel's converter: attrs records to JSON-ready dicts and back."""
+
+_PART_TAGS = {TextPart: "text", ToolCallPart: "tool_call", ToolResultPart: "tool_result"}
+configure_tagged_union(
+    Part, converter, tag_name="kind", tag_generator=lambda cls: _PART_TAGS[cls]
+)
+
+_migrations: dict[tuple[str, int], Migration] = {}
+
+
+def register_migration(kind: str, from_version: int) -> Callable[[Migration], Migration]:
+    """Register ``fn(payload) -> payload`` upgrading ``kind`` from ``from_version`` by one.
+
+    ``kind`` is ``"event"``, ``"session_record"`` or ``"run_result"``. Migrations chain:
+    a payload at version 1 read by a kernel at version 3 goes through 1→2 then 2→3.
+    """
+
+    def decorator(fn: Migration) -> Migration:
+        key = (kind, from_version)
+        if key in _migrations:
+            raise ValueError(f"a migration for {kind} v{from_version} is already registered")
+        _migrations[key] = fn
+        return fn
+
+    return decorator
+
+
+def _upgrade(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    data = dict(payload)
+    version = data.pop("schema_version", 1)
+    if not isinstance(version, int) or version < 1:
+        raise StorageError(f"{kind} payload has an invalid schema_version {version!r}")
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{kind} payload has schema_version {version}, newer than this kernel "
+            f"({SCHEMA_VERSION}); upgrade harness-kernel to read it"
+        )
+    while version < SCHEMA_VERSION:
+        migration = _migrations.get((kind, version))
+        if migration is None:
+            raise StorageError(f"no migration registered for {kind} v{version}")
+        data = migration(data)
+        version += 1
+    return data
+
+
+def _versioned(payload: dict[str, Any]) -> dict[str, Any]:
+    payload["schema_version"] = SCHEMA_VERSION
+    return payload
+
+
+def encode_event(event: Event) -> dict[str, Any]:
+    """An event as a JSON-ready dict: ``seq``, ``type``, ``at``, ``run_id``, ``data``."""
+    payload = event.payload
+    data = dict(payload.data) if isinstance(payload, UnknownPayload) else converter.unstructure(payload)
+    return _versioned(
+        {"seq": event.seq, "type": payload.type, "at": event.at, "run_id": event.run_id, "data": data}
+    )
+
+
+def decode_event(payload: Mapping[str, Any]) -> Event:
+    """The inverse of ``encode_event``; unknown event types decode as ``UnknownPayload``."""
+    data = _upgrade("event", payload)
+    try:
+        kind = data["type"]
+        cls = PAYLOAD_TYPES.get(kind)
+        body = converter.structure(data["data"], cls) if cls else UnknownPayload(kind, data["data"])
+        return Event(seq=int(data["seq"]), payload=body, at=float(data["at"]), run_id=data.get("run_id"))
+    except (KeyError, TypeError, ValueError, cattrs.BaseValidationError) as exc:
+        raise StorageError(f"an event could not be decoded: {exc.__class__.__name__}") from exc
+
+
+def encode_record(record: SessionRecord) -> dict[str, Any]:
+    """A session record as a JSON-ready dict."""
+    return _versioned(converter.unstructure(record))
+
+
+def decode_record(payload: Mapping[str, Any]) -> SessionRecord:
+    """The inverse of ``encode_record``."""
+    try:
+        return converter.structure(_upgrade("session_record", payload), SessionRecord)
+    except (cattrs.BaseValidationError, KeyError, TypeError, ValueError) as exc:
+        raise StorageError("a session record could not be decoded") from exc
+
+
+def encode_run_result(result: RunResult) -> dict[str, Any]:
+    return _versioned(converter.unstructure(result))
+
+
+def decode_run_result(payload: Mapping[str, Any]) -> RunResult:
+    return converter.structure(_upgrade("run_result", payload), RunResult)
+
+
+def dumps(payload: Any) -> str:
+    """Compact JSON, the form storage backends write."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def loads(text: str | bytes) -> Any:
+    return json.loads(text)

@@ -1,0 +1,413 @@
+"""The plugin contracts: small ABCs, each method documented with what it returns and raises.
+
+A plugin implements one of these and hands a factory to the kernel through a
+registration hook (see ``hookspecs.py``). The conformance kit in
+``harness_kernel.testing`` checks an implementation against the contract.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+
+from ._records import Event, Message, SessionRecord, Usage
+
+__all__ = [
+    "DirEntry",
+    "ExecResult",
+    "Finish",
+    "LogSink",
+    "ModelEvent",
+    "ModelProvider",
+    "ModelRequest",
+    "Page",
+    "RetryPolicy",
+    "Sandbox",
+    "SandboxCapabilities",
+    "SandboxSession",
+    "SessionFilter",
+    "SessionInfo",
+    "SessionStorage",
+    "StorageCapabilities",
+    "TextDelta",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
+    "ToolSpec",
+]
+
+
+# -- model providers ---------------------------------------------------------------
+
+
+@attrs.frozen
+class ToolSpec:
+    """A tool as the model sees it: name, description, JSON schema of the arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@attrs.frozen
+class ModelRequest:
+    """One model call.
+
+    ``model`` is the model name inside the provider's namespace (``gpt-4.1`` for the ref
+    ``openai/gpt-4.1``); ``system`` holds the instructions and rendered context;
+    ``settings`` holds per-call settings such as ``temperature`` or ``max_tokens``.
+    """
+
+    model: str
+    messages: tuple[Message, ...]
+    system: str = ""
+    tools: tuple[ToolSpec, ...] = ()
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
+    session_id: str | None = None
+    run_id: str | None = None
+
+
+@attrs.frozen
+class TextDelta:
+    """A fragment of the assistant's text."""
+
+    type: ClassVar[str] = "text.delta"
+    text: str
+
+
+@attrs.frozen
+class ToolCallStart:
+    """The model began a tool call. ``call_id`` is unique within the response."""
+
+    type: ClassVar[str] = "tool_call.start"
+    call_id: str
+    name: str
+
+
+@attrs.frozen
+class ToolCallDelta:
+    """A fragment of a tool call's JSON arguments, in order."""
+
+    type: ClassVar[str] = "tool_call.delta"
+    call_id: str
+    arguments: str
+
+
+@attrs.frozen
+class ToolCallEnd:
+    """The tool call's arguments are complete."""
+
+    type: ClassVar[str] = "tool_call.end"
+    call_id: str
+
+
+@attrs.frozen
+class Finish:
+    """The response ended. ``reason``: ``stop``, ``tool_calls``, ``length``,
+    ``content_filter`` or a provider-specific string."""
+
+    type: ClassVar[str] = "finish"
+    reason: str
+
+
+ModelEvent: TypeAlias = TextDelta | ToolCallStart | ToolCallDelta | ToolCallEnd | Usage | Finish
+
+
+class ModelProvider(ABC):
+    """A source of model responses, serving the model refs ``<name>/<model>``.
+
+    One ``stream`` call is one model call: the kernel owns the tool loop, executes tools
+    and calls again with the results.
+    """
+
+    name: str
+    """The namespace of the model refs this provider serves (``"openai"``)."""
+
+    def models(self) -> Sequence[str] | None:
+        """The model names this provider knows, or ``None`` when it cannot say."""
+        return None
+
+    @abstractmethod
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        """Stream the response to ``request`` as ``ModelEvent`` values.
+
+        Returns an async iterator (typically an async generator) that yields text and
+        tool-call events as they arrive, at most one ``Usage``, and ends with exactly one
+        ``Finish``. Tool-call events for one ``call_id`` come as ``ToolCallStart``, zero or
+        more ``ToolCallDelta``, then ``ToolCallEnd``.
+
+        Raises a ``ProviderError`` subclass on failure: ``RateLimited`` (with
+        ``retry_after``), ``ProviderUnavailable``, ``BadRequest``, ``ContextTooLong``,
+        ``AuthenticationFailed`` or ``MalformedResponse``. It must not put secrets (API
+        keys) in error messages. When the consumer stops iterating early (``aclose`` or
+        cancellation), the provider releases its connection at once.
+        """
+
+    async def aclose(self) -> None:
+        """Release clients and connections. Called once when the store closes."""
+
+
+# -- storage -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class StorageCapabilities:
+    """What a backend guarantees beyond the contract's minimum."""
+
+    cross_process_fencing: bool = False
+    """``append``/``save`` compare-and-swap holds between OS processes and hosts."""
+    durable: bool = False
+    """Data survives the process (memory storage: no)."""
+
+
+@attrs.frozen
+class SessionFilter:
+    """What ``SessionStorage.list`` keeps: an agent name and labels that must all match."""
+
+    agent: str | None = None
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+
+    def matches(self, record: SessionRecord) -> bool:
+        if self.agent is not None and record.agent != self.agent:
+            return False
+        return all(record.labels.get(k) == v for k, v in self.labels.items())
+
+
+@attrs.frozen
+class Page:
+    """One page of a listing; pass ``next_cursor`` back to get the next, ``None`` at the end."""
+
+    items: tuple[Any, ...]
+    next_cursor: str | None = None
+
+
+class SessionStorage(ABC):
+    """Durable home of session records and their append-only event logs.
+
+    The order of ``list`` is fixed by the contract: newest ``created_at`` first, then
+    ``id`` descending; a cursor from one page continues exactly after its last item.
+    """
+
+    capabilities: ClassVar[StorageCapabilities] = StorageCapabilities()
+
+    @abstractmethod
+    async def create(self, record: SessionRecord) -> None:
+        """Store a new session record with an empty log.
+
+        Raises ``SessionExists`` if the id exists. ``record.revision`` is stored as given.
+        """
+
+    @abstractmethod
+    async def load(self, session_id: str) -> SessionRecord | None:
+        """The stored record, or ``None`` when the session does not exist."""
+
+    @abstractmethod
+    async def save(self, record: SessionRecord, expected_revision: int) -> None:
+        """Replace the record if the stored revision equals ``expected_revision``.
+
+        ``record.revision`` must be ``expected_revision + 1`` (``ValueError`` otherwise).
+        Raises ``Conflict`` when the stored revision differs (nothing is written) and
+        ``SessionNotFound`` when the session does not exist.
+        """
+
+    @abstractmethod
+    async def append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
+        """Append ``events`` if the log's last sequence number equals ``expected_seq``.
+
+        The events must be numbered ``expected_seq + 1``, ``expected_seq + 2``, ...
+        (``ValueError`` otherwise). The batch is written whole or not at all. Raises
+        ``Conflict`` when another writer moved the log ahead (nothing is written: a second
+        writer never forks the log) and ``SessionNotFound`` when the session does not
+        exist. When it returns, the events are as durable as the backend promises.
+        """
+
+    @abstractmethod
+    async def read(
+        self, session_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        """Events with ``seq > after_seq`` in order, at most ``limit`` of them.
+
+        Raises ``SessionNotFound`` when the session does not exist.
+        """
+
+    @abstractmethod
+    async def last_seq(self, session_id: str) -> int:
+        """The sequence number of the last event (0 for an empty log).
+
+        Raises ``SessionNotFound`` when the session does not exist.
+        """
+
+    @abstractmethod
+    async def list(
+        self, filter: SessionFilter, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        """A page of records matching ``filter``, in the contract's order.
+
+        ``limit`` is at least 1. Raises ``ValueError`` for a cursor this backend did not
+        produce.
+        """
+
+    @abstractmethod
+    async def delete(self, session_id: str) -> bool:
+        """Remove the record and its log; ``True`` if it existed."""
+
+    async def aclose(self) -> None:
+        """Release connections and files. Called once when the owning store closes."""
+
+
+# -- sandboxes ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class SessionInfo:
+    """What a sandbox learns about the session it serves."""
+
+    session_id: str
+    agent: str
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ExecResult:
+    """The outcome of ``SandboxSession.exec``.
+
+    ``exit_code`` is ``None`` when the process was killed by ``signal``; output beyond the
+    sandbox's cap is cut and flagged ``stdout_truncated`` / ``stderr_truncated``.
+    """
+
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    signal: int | None = None
+    timed_out: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@attrs.frozen
+class DirEntry:
+    """One entry of ``list_dir``: a name relative to the listed directory."""
+
+    name: str
+    is_dir: bool
+    size: int = 0
+
+
+@attrs.frozen
+class SandboxCapabilities:
+    """What a sandbox offers; the conformance kit checks the rest raises ``SandboxUnavailable``."""
+
+    exec: bool = True
+    files: bool = True
+
+
+class SandboxSession(ABC):
+    """A session's workspace. Lives while its session is loaded, across runs.
+
+    Paths are relative to the work directory; a path that escapes it raises
+    ``SandboxPathError``. An operation the sandbox does not offer raises
+    ``SandboxUnavailable``.
+    """
+
+    @abstractmethod
+    async def exec(
+        self,
+        command: Sequence[str] | str,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | str | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run an argv list, or a shell command string, and wait for it.
+
+        ``cwd`` is relative to the work directory; ``env`` adds variables to the
+        sandbox's minimal environment. On ``timeout`` the whole process group is
+        killed and the result has ``timed_out=True``. Raises ``SandboxError`` when the
+        command cannot be started.
+        """
+
+    @abstractmethod
+    async def read_file(self, path: str) -> bytes:
+        """The file's content. Raises ``SandboxError`` (``FileNotFoundError`` as cause)."""
+
+    @abstractmethod
+    async def write_file(self, path: str, content: bytes | str) -> None:
+        """Create or replace a file (str is written as UTF-8), creating parent dirs."""
+
+    @abstractmethod
+    async def list_dir(self, path: str = ".") -> list[DirEntry]:
+        """The entries of a directory, sorted by name."""
+
+    async def read_text(self, path: str) -> str:
+        """``read_file`` decoded as UTF-8 (undecodable bytes replaced)."""
+        return (await self.read_file(path)).decode("utf-8", errors="replace")
+
+    @abstractmethod
+    async def close(self, reason: str) -> None:
+        """Release the session's processes; the work directory is kept. Idempotent."""
+
+
+class Sandbox(ABC):
+    """Creates workspaces for sessions."""
+
+    capabilities: ClassVar[SandboxCapabilities] = SandboxCapabilities()
+
+    @abstractmethod
+    async def open(self, session: SessionInfo) -> SandboxSession:
+        """Open (creating if needed) the workspace of ``session``."""
+
+    @abstractmethod
+    async def destroy(self, session_id: str) -> None:
+        """Remove the session's workspace and everything in it. Idempotent."""
+
+    async def aclose(self) -> None:
+        """Release global resources. Called once when the store closes."""
+
+
+# -- logging and retry ---------------------------------------------------------------
+
+
+class LogSink(ABC):
+    """Receives structured log records (structlog event dicts, already redacted).
+
+    ``level`` is the sink's own threshold (a ``logging`` level number); records below it
+    are not written to this sink. ``write`` is called on the event loop and must not
+    block for long (buffer, and write in ``flush``).
+    """
+
+    level: int = logging.INFO
+
+    @abstractmethod
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Take one record: keys ``event``, ``level``, ``timestamp``, ``logger`` and context."""
+
+    def flush(self) -> None:
+        """Push buffered records to their destination."""
+
+    async def aclose(self) -> None:
+        """Flush and release. Called once when the store closes."""
+        self.flush()
+
+
+class RetryPolicy(ABC):
+    """Decides whether and when a failed model call is tried again.
+
+    The kernel consults it only while nothing from the failed attempt reached the user.
+    """
+
+    @abstractmethod
+    def next_delay(self, error: BaseException, attempt: int) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up.
+
+        ``attempt`` counts from 1 (the call that just failed).
+        """

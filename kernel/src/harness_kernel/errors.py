@@ -1,0 +1,302 @@
+"""Every exception the kernel raises, in one tree.
+
+::
+
+    HarnessError                      base of everything raised on purpose
+    ├── ConfigError                   bad store arguments, options or agent definition
+    ├── InvalidSessionId              a session id that is empty, too long or unsafe
+    ├── StoreClosed                   the store was closed; every call fails fast
+    ├── SessionClosed                 the session was closed or unloaded
+    ├── SessionBusy                   an operation that needs an idle session
+    ├── SessionNotFound               no such session in storage
+    ├── SessionExists                 create() of an id that is taken
+    ├── SessionConflict               another writer moved the session ahead (run failed)
+    ├── StateValidationError          update_state() with values the state class refuses
+    ├── UnknownMode / UnknownModel    switch_mode() / set_model() with a bad name
+    ├── PluginError                   a plugin failed to load, register or run
+    │   └── PluginLoadError           an entry point failed to import (strict mode)
+    ├── StorageError                  a storage backend failed
+    │   └── Conflict                  compare-and-swap lost: expected_seq / revision stale
+    ├── SandboxError                  a sandbox refused or failed an operation
+    │   ├── SandboxUnavailable        the sandbox does not offer that operation (noop)
+    │   └── SandboxPathError          a path that escapes the work directory
+    ├── ToolError                     raised by tools: the message is shown to the model
+    │   └── ToolArgumentsInvalid      the model's arguments do not fit the signature
+    ├── RunError                      a run ended without completing
+    │   ├── RunAborted
+    │   ├── MaxStepsExceeded
+    │   └── ContextProviderFailed
+    └── ProviderError                 a model call failed (``retryable`` says if a retry may help)
+        ├── RateLimited               429; ``retry_after`` seconds when the API said so
+        ├── ProviderUnavailable       5xx, overloaded, connection or timeout failures
+        ├── BadRequest                the API refused the request (400 / 422)
+        │   └── ContextTooLong        the request exceeds the model's context window
+        ├── AuthenticationFailed      401 / 403
+        └── MalformedResponse         garbage or a stream that stopped before its end
+
+The message of a ``HarnessError`` is written to be safe to show to users and models:
+it never carries secrets or backend internals. Backend exceptions are translated at
+the boundary with ``raise ... from exc`` so the detail stays in the logs.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailed",
+    "BadRequest",
+    "ConfigError",
+    "Conflict",
+    "ContextProviderFailed",
+    "ContextTooLong",
+    "HarnessError",
+    "InvalidSessionId",
+    "MalformedResponse",
+    "MaxStepsExceeded",
+    "PluginError",
+    "PluginLoadError",
+    "ProviderError",
+    "ProviderUnavailable",
+    "RateLimited",
+    "RunAborted",
+    "RunError",
+    "SandboxError",
+    "SandboxPathError",
+    "SandboxUnavailable",
+    "SessionBusy",
+    "SessionClosed",
+    "SessionConflict",
+    "SessionExists",
+    "SessionNotFound",
+    "StateValidationError",
+    "StorageError",
+    "StoreClosed",
+    "ToolArgumentsInvalid",
+    "ToolError",
+    "UnknownMode",
+    "UnknownModel",
+]
+
+
+class HarnessError(Exception):
+    """Base of every error the kernel and its plugins raise on purpose.
+
+    ``code`` is a stable, dotted identifier for programs (``"provider.rate_limited"``);
+    the message is for people and is safe to show them.
+    """
+
+    code: str = "harness.error"
+
+
+class ConfigError(HarnessError):
+    """The store's arguments, a plugin's options or the agent definition are invalid."""
+
+    code = "config.invalid"
+
+
+class InvalidSessionId(HarnessError, ValueError):
+    """A session id is empty, too long, or has characters outside the allowed set."""
+
+    code = "session.invalid_id"
+
+
+class StoreClosed(HarnessError):
+    """The store was closed: every further call fails fast with this error."""
+
+    code = "store.closed"
+
+
+class SessionClosed(HarnessError):
+    """The session was closed (or unloaded); get it again from the store."""
+
+    code = "session.closed"
+
+
+class SessionBusy(HarnessError):
+    """The operation needs an idle session, and a run is active."""
+
+    code = "session.busy"
+
+
+class SessionNotFound(HarnessError, KeyError):
+    """No session with this id exists in storage."""
+
+    code = "session.not_found"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "session not found"
+
+
+class SessionExists(HarnessError):
+    """``create`` was asked for an id that already exists."""
+
+    code = "session.exists"
+
+
+class SessionConflict(HarnessError):
+    """Another writer appended to the session first; the run failed, the tail was reloaded.
+
+    The session stays usable: the next message runs on the reloaded history.
+    """
+
+    code = "session.conflict"
+
+
+class StateValidationError(HarnessError, ValueError):
+    """``update_state`` was given names or values the agent's state class refuses."""
+
+    code = "session.invalid_state"
+
+
+class UnknownMode(HarnessError, ValueError):
+    """``switch_mode`` named a mode the agent does not define."""
+
+    code = "session.unknown_mode"
+
+
+class UnknownModel(HarnessError, ValueError):
+    """A model ref is malformed or names a provider namespace that is not configured."""
+
+    code = "model.unknown"
+
+
+class PluginError(HarnessError):
+    """A plugin failed to load, to register, or raised from a hook."""
+
+    code = "plugin.error"
+
+
+class PluginLoadError(PluginError):
+    """An entry point failed to import and strict plugin loading is on."""
+
+    code = "plugin.load_failed"
+
+
+class StorageError(HarnessError):
+    """A storage backend failed; the message is safe, the cause is chained."""
+
+    code = "storage.error"
+
+
+class Conflict(StorageError):
+    """A compare-and-swap lost: the stored ``last_seq`` or ``revision`` moved on.
+
+    Raised by ``SessionStorage.append`` and ``SessionStorage.save``; nothing was written.
+    """
+
+    code = "storage.conflict"
+
+
+class SandboxError(HarnessError):
+    """A sandbox refused or failed an operation. Reaches the model as a tool error."""
+
+    code = "sandbox.error"
+
+
+class SandboxUnavailable(SandboxError):
+    """The configured sandbox does not offer this operation (the ``noop`` sandbox)."""
+
+    code = "sandbox.unavailable"
+
+
+class SandboxPathError(SandboxError):
+    """A path escapes the sandbox's work directory, or is otherwise unsafe."""
+
+    code = "sandbox.path"
+
+
+class ToolError(HarnessError):
+    """Raised by a tool to report a failure to the model; its message is shown verbatim."""
+
+    code = "tool.failed"
+
+
+class ToolArgumentsInvalid(ToolError):
+    """The arguments a model supplied do not match the tool's signature."""
+
+    code = "tool.invalid_arguments"
+
+
+class RunError(HarnessError):
+    """A run ended without completing."""
+
+    code = "run.failed"
+
+
+class RunAborted(RunError):
+    """The run was aborted (``abort()``, ``close()`` or the store closing)."""
+
+    code = "run.aborted"
+
+
+class MaxStepsExceeded(RunError):
+    """The run used its ``max_steps`` model calls without reaching an answer."""
+
+    code = "run.max_steps"
+
+
+class ContextProviderFailed(RunError):
+    """A context provider failed and the ``context_failure`` policy made the run fail."""
+
+    code = "context.failed"
+
+
+class ProviderError(HarnessError):
+    """A model call failed. ``retryable`` says whether trying again may succeed."""
+
+    code = "provider.error"
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RateLimited(ProviderError):
+    """The provider refused for rate limits (HTTP 429).
+
+    ``retry_after`` is the delay in seconds the API asked for, when it said.
+    """
+
+    code = "provider.rate_limited"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status_code: int | None = 429,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider is down, overloaded or unreachable (5xx, 529, connection, timeout)."""
+
+    code = "provider.unavailable"
+    retryable = True
+
+
+class BadRequest(ProviderError):
+    """The API refused the request as invalid (400 / 422); retrying will not help."""
+
+    code = "provider.bad_request"
+
+
+class ContextTooLong(BadRequest):
+    """The request exceeds the model's context window."""
+
+    code = "provider.context_too_long"
+
+
+class AuthenticationFailed(ProviderError):
+    """The API key is missing, wrong or not allowed (401 / 403)."""
+
+    code = "provider.authentication"
+
+
+class MalformedResponse(ProviderError):
+    """The provider sent data that does not parse, or its stream stopped before the end."""
+
+    code = "provider.malformed_response"

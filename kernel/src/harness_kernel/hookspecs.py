@@ -1,0 +1,203 @@
+"""The extension contract: every hook a plugin may implement.
+
+Plugins implement hooks with ``@harness_kernel.hookimpl`` and are found through the
+entry-point group ``harness_kernel``. Hooks are always called with keyword arguments; an
+implementation may accept any subset of a hook's parameters, which is how hooks grow
+without breaking plugins.
+
+Registration hooks run once per store at start. Lifecycle hooks run in the session's
+trio task; they may return a value or an awaitable, which the kernel awaits. An
+implementation that raises is logged; an observer that raises is disabled for the rest
+of that session and never breaks the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ._records import Event, RunResult
+    from .contracts import ModelRequest
+
+__all__ = ["Register", "hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("harness_kernel")
+hookimpl = pluggy.HookimplMarker("harness_kernel")
+
+
+class Register(Protocol):
+    """The callback a registration hook receives.
+
+    ``register(name, factory, options=OptionsClass)``: ``factory(options)`` builds the
+    component from an instance of the attrs class ``options`` (validated from the user's
+    options table by cattrs), or ``factory()`` when ``options`` is ``None``. The first
+    registration of a name wins; later ones are recorded as shadowed.
+    """
+
+    def __call__(
+        self, name: str, factory: Callable[..., Any], *, options: type | None = None
+    ) -> None: ...
+
+
+# -- registration ------------------------------------------------------------------
+
+
+@hookspec
+def harness_kernel_providers(register: Register) -> None:
+    """Register model provider factories (``ModelProvider``).
+
+    The registered name is the plugin name users write (``providers=["openai"]``).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def harness_kernel_storage(register: Register) -> None:
+    """Register storage backend factories (``SessionStorage``).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def harness_kernel_sandboxes(register: Register) -> None:
+    """Register sandbox factories (``Sandbox``).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def harness_kernel_log_sinks(register: Register) -> None:
+    """Register log sink factories (``LogSink``).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def harness_kernel_retry_policies(register: Register) -> None:
+    """Register retry policy factories (``RetryPolicy``).
+
+    The first registered policy is the default when the error policy names none.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def harness_kernel_tools(register: Register) -> None:
+    """Register tool kits: ``factory(options)`` returns a list of ``Tool`` objects.
+
+    An agent adds a kit by naming it in ``define_agent(tools=[...])``.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -- lifecycle ---------------------------------------------------------------------
+
+
+@hookspec
+def session_opened(session_id: str, agent: str, labels: dict[str, str]) -> Awaitable[None] | None:
+    """A session was created or hydrated and is now loaded. Observer.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def session_closed(session_id: str, reason: str) -> Awaitable[None] | None:
+    """A session was unloaded (``reason``: ``close``, ``delete``, ``store_closed``,
+    ``fatal``). Observer.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def run_started(
+    session_id: str, run_id: str, model: str, mode: str, labels: dict[str, str]
+) -> Awaitable[None] | None:
+    """A run began. Observer.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def run_finished(session_id: str, run_id: str, result: RunResult) -> Awaitable[None] | None:
+    """A run ended, in any status. Observer.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def before_model_call(
+    session_id: str, run_id: str, request: ModelRequest
+) -> ModelRequest | Awaitable[ModelRequest | None] | None:
+    """About to call the model. Return a replacement request, or ``None`` to keep it.
+
+    Implementations are chained: each sees the request the previous one returned. An
+    implementation that raises fails the run (a request filter must not be skipped).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def after_model_call(
+    session_id: str, run_id: str, request: ModelRequest, text: str, tool_calls: list[Any]
+) -> Awaitable[None] | None:
+    """A model call completed; ``text`` and ``tool_calls`` are what it produced. Observer.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def before_tool_call(
+    session_id: str, run_id: str, tool: str, arguments: dict[str, Any], category: str | None
+) -> str | Awaitable[str | None] | None:
+    """A validated tool call is about to run. Return a reason string to deny it.
+
+    Stops at the first non-None result. An implementation that raises denies the call
+    (fails closed).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def after_tool_call(
+    session_id: str, run_id: str, tool: str, call_id: str, outcome: str, is_error: bool
+) -> Awaitable[None] | None:
+    """A tool call ended with ``outcome`` (``ok``, ``error``, ``invalid_arguments``,
+    ``denied``, ``in_doubt``). Observer.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_event(session_id: str, event: Event) -> Awaitable[None] | None:
+    """A durable event was appended to a session's log. Observer.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def classify_error(error: BaseException, session_id: str | None) -> Any:
+    """Classify an error that ended a run: return an ``ErrorInfo`` to use instead of the
+    kernel's own sanitization, or ``None``.
+
+    Stops at the first non-None result. An implementation that raises is ignored.
+
+    .. versionadded:: 0.1
+    """
