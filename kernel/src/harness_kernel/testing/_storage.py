@@ -1,0 +1,268 @@
+"""``check_storage`` and the storage state machine: the ``SessionStorage`` contract, executable."""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from .._records import (
+    ApprovalRequested,
+    ApprovalResolved,
+    ErrorInfo,
+    Event,
+    Message,
+    MessageAdded,
+    ModeChanged,
+    ModelChanged,
+    RunFinished,
+    RunStarted,
+    SessionRecord,
+    StateChanged,
+    SuspensionRequested,
+    SuspensionResolved,
+    TextPart,
+    ToolCallPart,
+    ToolFinished,
+    ToolResultPart,
+    ToolStarted,
+    UnknownPayload,
+    Usage,
+    UsageRecorded,
+)
+from ..contracts import SessionFilter, SessionStorage
+from ..errors import Conflict, SessionExists, SessionNotFound
+from ._report import Checks
+
+__all__ = ["StorageFactory", "check_storage", "run_storage_state_machine", "sample_events"]
+
+StorageFactory = Callable[[], "SessionStorage | Awaitable[SessionStorage]"]
+
+
+async def _make(factory: StorageFactory) -> SessionStorage:
+    storage = factory()
+    if inspect.isawaitable(storage):
+        storage = await storage
+    if not isinstance(storage, SessionStorage):
+        raise TypeError(f"the factory returned {type(storage).__name__}, not a SessionStorage")
+    return storage
+
+
+def sample_events(start: int = 1) -> list[Event]:
+    """One event of every kind, numbered from ``start``: exercises the codec end to end."""
+    call = ToolCallPart("call_1", "lookup", {"q": "ünïcode ✓", "n": [1, 2.5, None, True]})
+    payloads = [
+        RunStarted("scripted/echo", "default"),
+        MessageAdded(Message("user", (TextPart("héllo\nworld \u0000 \U0001f600"),), id="msg_a", created_at=1.5)),
+        MessageAdded(Message("assistant", (TextPart("ok"), call), id="msg_b", created_at=2.0)),
+        UsageRecorded(Usage(10, 5, 1, 2), "scripted/echo"),
+        ApprovalRequested("apr_1", "call_1", "lookup", {"q": "x"}, "read", 99.0),
+        ApprovalResolved("apr_1", True, None, "tool"),
+        ToolStarted("call_1", "lookup", {"q": "x"}),
+        ToolFinished("call_1", "lookup", "ok", ToolResultPart("call_1", "result", False), "msg_c", 1.25),
+        SuspensionRequested("call_2", "ask_user", {"question": "?", "choices": ["a", "b"]}),
+        SuspensionResolved("call_2", {"answer": "a"}),
+        ModeChanged("default", "plan"),
+        ModelChanged(None, "scripted/other"),
+        StateChanged({"count": 3, "tags": ["a"]}, ("count",)),
+        RunFinished("completed", Usage(10, 5), ErrorInfo("x.y", "message"), 12.5, 2),
+        UnknownPayload("plugin.custom", {"any": {"nested": [1, 2]}}),
+    ]
+    return [Event(start + i, p, at=1000.0 + i, run_id="run_1" if i % 2 else None) for i, p in enumerate(payloads)]
+
+
+def _record(session_id: str, tag: str, created_at: float = 1000.0, **changes: Any) -> SessionRecord:
+    base = SessionRecord(
+        session_id,
+        "conformance-agent",
+        {"conformance_run": tag, "tenant_id": "t-1"},
+        created_at,
+        created_at,
+        mode="default",
+        model=None,
+        state={"k": [1, "two", {"three": 3.0}]},
+        usage=Usage(1, 2),
+    )
+    return attrs.evolve(base, **changes)
+
+
+async def check_storage(make_storage: StorageFactory) -> list[str]:
+    """Run the storage contract against a backend; returns the passed check names.
+
+    ``make_storage`` returns a ``SessionStorage`` (or an awaitable of one). The checks
+    use fresh random session ids and labels, so the backend may already hold data.
+    Raises ``ConformanceFailure`` listing every failed check.
+    """
+    storage = await _make(make_storage)
+    tag = secrets.token_hex(6)
+    checks = Checks("storage")
+
+    def sid(name: str) -> str:
+        return f"cf-{tag}-{name}"
+
+    async with checks.case("create_then_load_returns_the_same_record"):
+        record = _record(sid("a"), tag)
+        await storage.create(record)
+        checks.equal(await storage.load(record.id), record, "loaded record")
+        checks.equal(await storage.last_seq(record.id), 0, "last_seq of a new session")
+        checks.equal(await storage.read(record.id), [], "log of a new session")
+
+    async with checks.case("create_twice_raises_session_exists"):
+        await storage.create(_record(sid("dup"), tag))
+        await checks.raises(SessionExists, storage.create(_record(sid("dup"), tag)))
+
+    async with checks.case("load_of_a_missing_session_is_none"):
+        checks.equal(await storage.load(sid("missing")), None, "load(missing)")
+
+    async with checks.case("every_event_kind_round_trips"):
+        await storage.create(_record(sid("ev"), tag))
+        events = sample_events()
+        await storage.append(sid("ev"), events, expected_seq=0)
+        checks.equal(await storage.read(sid("ev")), events, "read back")
+        checks.equal(await storage.last_seq(sid("ev")), len(events), "last_seq")
+
+    async with checks.case("read_windows_follow_after_seq_and_limit"):
+        await storage.create(_record(sid("win"), tag))
+        events = sample_events()
+        await storage.append(sid("win"), events[:5], expected_seq=0)
+        await storage.append(sid("win"), events[5:], expected_seq=5)
+        checks.equal(await storage.read(sid("win"), after_seq=3), events[3:], "after_seq=3")
+        checks.equal(await storage.read(sid("win"), after_seq=3, limit=4), events[3:7], "after_seq=3, limit=4")
+        checks.equal(await storage.read(sid("win"), after_seq=len(events)), [], "after the end")
+        checks.equal(await storage.read(sid("win"), limit=0), [], "limit=0")
+
+    async with checks.case("append_with_a_stale_expected_seq_raises_conflict_and_writes_nothing"):
+        await storage.create(_record(sid("cas"), tag))
+        first = sample_events()[:2]
+        await storage.append(sid("cas"), first, expected_seq=0)
+        rival = [Event(2, MessageAdded(Message.user("rival")), 5.0)]
+        await checks.raises(Conflict, storage.append(sid("cas"), rival, expected_seq=1))
+        rival = [Event(1, MessageAdded(Message.user("rival")), 5.0)]
+        await checks.raises(Conflict, storage.append(sid("cas"), rival, expected_seq=0))
+        checks.equal(await storage.read(sid("cas")), first, "log after refused appends")
+
+    async with checks.case("append_with_misnumbered_events_raises_value_error"):
+        await storage.create(_record(sid("num"), tag))
+        await checks.raises(ValueError, storage.append(sid("num"), sample_events(start=2)[:1], expected_seq=0))
+        gap = [sample_events()[0], sample_events(start=3)[0]]
+        await checks.raises(ValueError, storage.append(sid("num"), gap, expected_seq=0))
+        checks.equal(await storage.last_seq(sid("num")), 0, "last_seq after refused batches")
+
+    async with checks.case("operations_on_a_missing_session_raise_session_not_found"):
+        await checks.raises(SessionNotFound, storage.append(sid("nope"), sample_events()[:1], expected_seq=0))
+        await checks.raises(SessionNotFound, storage.read(sid("nope")))
+        await checks.raises(SessionNotFound, storage.last_seq(sid("nope")))
+        await checks.raises(SessionNotFound, storage.save(_record(sid("nope"), tag, revision=1), expected_revision=0))
+
+    async with checks.case("concurrent_appends_at_one_seq_have_exactly_one_winner"):
+        await storage.create(_record(sid("race"), tag))
+        outcomes: list[str] = []
+
+        async def contender(text: str) -> None:
+            try:
+                await storage.append(sid("race"), [Event(1, MessageAdded(Message.user(text)), 1.0)], expected_seq=0)
+                outcomes.append("won")
+            except Conflict:
+                outcomes.append("conflict")
+
+        async with trio.open_nursery() as nursery:
+            for i in range(5):
+                nursery.start_soon(contender, f"writer {i}")
+        checks.equal(sorted(outcomes), ["conflict"] * 4 + ["won"], "outcomes of 5 racing appends")
+        checks.equal(len(await storage.read(sid("race"))), 1, "events after the race")
+
+    async with checks.case("save_is_compare_and_swap_on_revision"):
+        record = _record(sid("save"), tag)
+        await storage.create(record)
+        newer = attrs.evolve(record, revision=1, mode="plan", state={"n": 1}, last_seq=3, status="waiting_approval")
+        await storage.save(newer, expected_revision=0)
+        checks.equal(await storage.load(record.id), newer, "record after save")
+        stale = attrs.evolve(record, revision=1, mode="stale")
+        await checks.raises(Conflict, storage.save(stale, expected_revision=0))
+        checks.equal(await storage.load(record.id), newer, "record after a stale save")
+        await checks.raises(ValueError, storage.save(attrs.evolve(newer, revision=5), expected_revision=1))
+
+    async with checks.case("list_pages_cover_every_match_once_in_contract_order"):
+        ltag = f"{tag}-list"
+        made = []
+        for i in range(7):
+            # Two share a created_at so the id tie-break is exercised.
+            created = 2000.0 + (i // 2)
+            rec = _record(sid(f"l{i}"), ltag, created_at=created, agent="lister" if i % 3 else "other")
+            await storage.create(rec)
+            made.append(rec)
+        expected = sorted(made, key=lambda r: (r.created_at, r.id), reverse=True)
+        seen: list[SessionRecord] = []
+        cursor = None
+        for _ in range(10):
+            page = await storage.list(SessionFilter(labels={"conformance_run": ltag}), limit=3, cursor=cursor)
+            checks.check(len(page.items) <= 3, f"page has {len(page.items)} items, limit 3")
+            seen.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        checks.equal([r.id for r in seen], [r.id for r in expected], "ids across pages")
+        only = await storage.list(SessionFilter(agent="lister", labels={"conformance_run": ltag}), limit=50)
+        checks.equal(
+            [r.id for r in only.items], [r.id for r in expected if r.agent == "lister"], "agent filter"
+        )
+        checks.equal(only.next_cursor, None, "cursor of the last page")
+        none = await storage.list(SessionFilter(labels={"conformance_run": ltag, "tenant_id": "other"}))
+        checks.equal(none.items, (), "a label that matches nothing")
+
+    async with checks.case("list_refuses_a_foreign_cursor"):
+        await checks.raises(ValueError, storage.list(SessionFilter(), limit=2, cursor="not-a-cursor!"))
+
+    async with checks.case("delete_removes_record_and_log"):
+        await storage.create(_record(sid("del"), tag))
+        await storage.append(sid("del"), sample_events()[:3], expected_seq=0)
+        checks.equal(await storage.delete(sid("del")), True, "delete of an existing session")
+        checks.equal(await storage.load(sid("del")), None, "load after delete")
+        await checks.raises(SessionNotFound, storage.read(sid("del")))
+        checks.equal(await storage.delete(sid("del")), False, "second delete")
+        await storage.create(_record(sid("del"), tag))
+        checks.equal(await storage.read(sid("del")), [], "log of a re-created session")
+
+    async with checks.case("ids_differing_in_case_or_punctuation_are_distinct"):
+        ids = [sid("Ab"), sid("aB"), sid("a.b"), sid("a:b"), sid("a@b"), sid("a-b"), sid("a_b")]
+        for i, session_id in enumerate(ids):
+            await storage.create(_record(session_id, tag))
+            await storage.append(session_id, [Event(1, MessageAdded(Message.user(f"n{i}")), 1.0)], expected_seq=0)
+        for i, session_id in enumerate(ids):
+            events = await storage.read(session_id)
+            checks.equal(
+                [e.payload.message.text for e in events if isinstance(e.payload, MessageAdded)],
+                [f"n{i}"],
+                f"log of {session_id}",
+            )
+
+    async with checks.case("long_ids_are_stored"):
+        long_id = sid("x" * 100)[:128]
+        await storage.create(_record(long_id, tag))
+        checks.equal((await storage.load(long_id)) is not None, True, "load of a 128-character id")
+
+    await storage.aclose()
+    return checks.finish()
+
+
+async def run_storage_state_machine(
+    make_storage: StorageFactory, *, max_examples: int = 30, stateful_step_count: int = 30
+) -> None:
+    """Check a storage against an in-memory model with a hypothesis state machine.
+
+    Must be awaited inside a trio run: hypothesis drives the machine from a worker
+    thread and every storage call runs back on this trio loop. Needs ``hypothesis``.
+    """
+    from ._storage_machine import run_machine
+
+    storage = await _make(make_storage)
+    try:
+        await trio.to_thread.run_sync(
+            lambda: run_machine(storage, max_examples=max_examples, stateful_step_count=stateful_step_count)
+        )
+    finally:
+        await storage.aclose()
