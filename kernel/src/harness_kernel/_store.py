@@ -265,7 +265,7 @@ class SessionStore:
         async with trio.open_nursery() as nursery:
             for session in list(self._sessions.values()):
                 nursery.start_soon(close_session, self._rt, session, "clear")
-        self._publish(StoreEvent("sessions.cleared", None))
+        self._publish(StoreEvent("session.cleared", None))
 
     def _forget(self, session: Session) -> None:
         if self._sessions.get(session.id) is session:
