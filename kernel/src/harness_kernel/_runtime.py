@@ -59,7 +59,7 @@ class StoreEvent:
     """What ``store.subscribe()`` yields.
 
     ``kind``: ``session.created``, ``session.opened``, ``session.closed``,
-    ``session.deleted``, ``sessions.cleared`` or ``event`` (a durable event, in ``event``).
+    ``session.deleted``, ``session.cleared`` or ``event`` (a durable event, in ``event``).
     """
 
     kind: str
