@@ -8,7 +8,14 @@ conformance kit and the scripted provider).
 
 from __future__ import annotations
 
-from ._agent import Agent, ContextProvider, InstructionsContext, Mode, context_provider, define_agent
+from ._agent import (
+    Agent,
+    ContextProvider,
+    InstructionsContext,
+    Mode,
+    context_provider,
+    define_agent,
+)
 from ._memory import MemoryLogSink, MemoryStorage
 from ._plugins import PluginInfo, PluginRegistry
 from ._policy import ErrorPolicy, RetrySettings

@@ -42,7 +42,7 @@ class ContextProvider:
     """
 
     name: str
-    render: Callable[[InstructionsContext], str | None | Awaitable[str | None]]
+    render: Callable[[InstructionsContext], str | Awaitable[str | None] | None]
     required: bool = True
 
 

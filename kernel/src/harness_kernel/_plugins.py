@@ -68,7 +68,7 @@ class Registration:
                 raise ConfigError(f"{path}: {self.kind} '{self.name}' takes no options (got {keys})")
             return self.factory()
         try:
-            value = structure_strictly(options, self.options, root=path)
+            value: Any = structure_strictly(options, self.options, root=path)
         except ValidationFailed as exc:
             raise ConfigError("\n".join(exc.errors)) from None
         return self.factory(value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal, TypeAlias
 
 import attrs
@@ -108,12 +108,20 @@ class ToolResultPart:
 Part: TypeAlias = TextPart | ToolCallPart | ToolResultPart
 
 
+def _parts(parts: Iterable[Part]) -> tuple[Part, ...]:
+    return tuple(parts)
+
+
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(names)
+
+
 @attrs.frozen
 class Message:
     """One message of a conversation: ``role`` and a tuple of parts."""
 
     role: Role
-    parts: tuple[Part, ...] = attrs.field(converter=tuple)
+    parts: tuple[Part, ...] = attrs.field(converter=_parts)
     id: str = attrs.field(factory=lambda: new_id("msg"))
     created_at: float = attrs.field(factory=time.time)
 
@@ -316,7 +324,7 @@ class StateChanged:
 
     type: ClassVar[str] = "state.changed"
     state: Mapping[str, Any]
-    changed: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    changed: tuple[str, ...] = attrs.field(converter=_names, default=())
 
 
 @attrs.frozen

@@ -72,7 +72,8 @@ async def drive(
 ) -> None:
     """The run task. Always records how the run ended, even when cancelled."""
     task_status.started()
-    status, error = "aborted", RunAborted("the run was aborted")
+    status: str = "aborted"
+    error: BaseException | None = RunAborted("the run was aborted")
     try:
         with run.scope:
             status = await _execute(session, run, message)
@@ -342,13 +343,13 @@ async def _settle_tool_calls(session: Session, run: ActiveRun, calls: list[ToolC
                 continue
         if rt.hooks.has("before_tool_call"):
             try:
-                veto, plugin = await rt.hooks.first(
+                veto, _plugin = await rt.hooks.first(
                     "before_tool_call", session_id=session.id, run_id=run.id, tool=tool.name,
                     arguments=arguments, category=tool.category,
                 )
             except PluginError as exc:
                 rt.log.error("hook_failed", hook="before_tool_call", error=str(exc), session_id=session.id)
-                veto, plugin = "a policy check failed, so the call was not run", None
+                veto = "a policy check failed, so the call was not run"
             if veto is not None:
                 await _finish_call(session, run, call, "denied", f"denied: {veto}")
                 continue

@@ -42,8 +42,6 @@ from .codec import converter
 from .contracts import SandboxSession, SessionInfo
 from .errors import (
     Conflict,
-    HarnessError,
-    SessionBusy,
     SessionClosed,
     SessionConflict,
     StateValidationError,
@@ -523,7 +521,7 @@ class Session:
         merged = {**self._state, **converter.unstructure(changes)}
         if cls is not None:
             try:
-                value = structure_strictly(merged, cls, root="state")
+                value: Any = structure_strictly(merged, cls, root="state")
             except ValidationFailed as exc:
                 raise StateValidationError("; ".join(exc.errors)) from None
             merged = converter.unstructure(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -77,14 +78,14 @@ class SessionStore:
         return self._rt.storage
 
     @property
-    def log_sinks(self) -> list[LogSink]:
+    def log_sinks(self) -> builtins.list[LogSink]:
         return list(self._sinks)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def plugins(self) -> list[PluginInfo]:
+    def plugins(self) -> builtins.list[PluginInfo]:
         """Every plugin component with its kind, name, distribution, version and status."""
         return self._registry.listing()
 
@@ -212,7 +213,7 @@ class SessionStore:
         session = await self.get_or_create(session_id)
         return await session.deny(approval_id, reason)
 
-    def pending_approvals(self, session_id: str | None = None) -> list[ApprovalHandle]:
+    def pending_approvals(self, session_id: str | None = None) -> builtins.list[ApprovalHandle]:
         """Pending approvals of one loaded session, or of every loaded session."""
         self._check_open()
         if session_id is not None:

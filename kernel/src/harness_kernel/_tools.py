@@ -18,10 +18,10 @@ from typing import Any, Literal, TypeAlias, Union, get_args, get_origin, overloa
 import attrs
 import trio
 
+from ._validation import ValidationFailed, structure_strictly
 from .codec import converter
 from .contracts import SandboxSession, ToolSpec
 from .errors import ConfigError, ToolArgumentsInvalid
-from ._validation import ValidationFailed, structure_strictly
 
 __all__ = ["ApprovalPolicy", "Tool", "ToolContext", "tool"]
 
@@ -72,6 +72,7 @@ def _type_schema(tp: Any, where: str) -> dict[str, Any]:
     if tp is type(None):
         return {"type": "null"}
     origin, args = get_origin(tp), get_args(tp)
+    schema: dict[str, Any]
     if origin is typing.Annotated:
         schema = _type_schema(args[0], where)
         described = [a for a in args[1:] if isinstance(a, str)]
@@ -80,7 +81,7 @@ def _type_schema(tp: Any, where: str) -> dict[str, Any]:
         return schema
     if origin is Literal:
         kinds = {type(a) for a in args}
-        schema: dict[str, Any] = {"enum": list(args)}
+        schema = {"enum": list(args)}
         names = {str: "string", int: "integer", bool: "boolean", float: "number"}
         if len(kinds) == 1 and next(iter(kinds)) in names:
             schema["type"] = names[next(iter(kinds))]
@@ -158,7 +159,7 @@ class Tool:
         if not isinstance(arguments, Mapping):
             raise ToolArgumentsInvalid(f"arguments for '{self.name}' must be a JSON object")
         try:
-            value = structure_strictly(dict(arguments), self.arguments_class)
+            value: Any = structure_strictly(dict(arguments), self.arguments_class)
         except ValidationFailed as exc:
             lines = "; ".join(line.removeprefix(": ") for line in exc.errors)
             raise ToolArgumentsInvalid(f"invalid arguments for '{self.name}': {lines}") from None

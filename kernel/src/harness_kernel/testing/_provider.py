@@ -101,7 +101,7 @@ async def check_provider(
     checks = Checks("provider")
 
     async with checks.case("has_a_namespace_name"):
-        checks.check(isinstance(provider.name, str) and provider.name and "/" not in provider.name,
+        checks.check(isinstance(provider.name, str) and bool(provider.name) and "/" not in provider.name,
                      f"name must be a non-empty string without '/', got {getattr(provider, 'name', None)!r}")
         models = provider.models()
         checks.check(models is None or all(isinstance(m, str) for m in models), "models() returns None or strings")

@@ -15,6 +15,7 @@ from .._records import (
     ApprovalResolved,
     ErrorInfo,
     Event,
+    EventPayload,
     Message,
     MessageAdded,
     ModeChanged,
@@ -55,7 +56,7 @@ async def _make(factory: StorageFactory) -> SessionStorage:
 def sample_events(start: int = 1) -> list[Event]:
     """One event of every kind, numbered from ``start``: exercises the codec end to end."""
     call = ToolCallPart("call_1", "lookup", {"q": "ünïcode ✓", "n": [1, 2.5, None, True]})
-    payloads = [
+    payloads: list[EventPayload] = [
         RunStarted("scripted/echo", "default"),
         MessageAdded(Message("user", (TextPart("héllo\nworld \u0000 \U0001f600"),), id="msg_a", created_at=1.5)),
         MessageAdded(Message("assistant", (TextPart("ok"), call), id="msg_b", created_at=2.0)),

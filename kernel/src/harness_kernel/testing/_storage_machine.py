@@ -14,7 +14,13 @@ import attrs
 import trio
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from .._records import Event, Message, MessageAdded, SessionRecord, TextPart
 from ..contracts import SessionFilter, SessionStorage
@@ -22,7 +28,7 @@ from ..errors import Conflict, SessionExists, SessionNotFound
 
 __all__ = ["run_machine"]
 
-_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
 
 
 def run_machine(storage: SessionStorage, *, max_examples: int, stateful_step_count: int) -> None:
