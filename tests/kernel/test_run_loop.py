@@ -8,6 +8,7 @@ from typing import Literal
 import attrs
 import pytest
 import trio
+import trio.lowlevel
 
 from harness_kernel import (
     ContextProvider,
@@ -26,7 +27,7 @@ from harness_kernel.testing import Reply, ToolCall
 from .helpers import calls_then_answers, lookup, open_store, slow_stream
 
 
-def tool_results(result) -> list[ToolResultPart]:  # noqa: ANN001
+def tool_results(result) -> list[ToolResultPart]:
     return [p for m in result.messages for p in m.parts if isinstance(p, ToolResultPart)]
 
 
@@ -80,7 +81,7 @@ def test_tool_schema_is_built_from_the_signature() -> None:
 
 def test_unsupported_signatures_are_refused_when_the_tool_is_defined() -> None:
     """A parameter the schema cannot express is an error at decoration time."""
-    def untyped(x):  # noqa: ANN001, ANN202
+    def untyped(x):
         return x
 
     with pytest.raises(ConfigError, match="parameter 'x' needs a type annotation"):
@@ -119,7 +120,7 @@ async def test_valid_arguments_are_structured_and_passed() -> None:
         ("not json at all", "not a JSON object"),
     ],
 )
-async def test_invalid_arguments_become_an_error_result_and_the_run_completes(arguments, message: str) -> None:  # noqa: ANN001
+async def test_invalid_arguments_become_an_error_result_and_the_run_completes(arguments, message: str) -> None:
     """The model sees what was wrong with its arguments; the tool never runs."""
     agent = define_agent(name="searcher", tools=[search])
     async with open_store({"main": calls_then_answers("search", arguments)}, agent=agent) as store:
@@ -221,7 +222,7 @@ async def test_max_steps_ends_a_run_that_never_answers() -> None:
     agent = define_agent(name="looper", tools=[lookup], max_steps=3)
     calls = []
 
-    def forever(request):  # noqa: ANN001, ANN202
+    def forever(request):
         calls.append(1)
         return Reply(tool_calls=[ToolCall("lookup", {"q": "again"})])
 
@@ -240,14 +241,14 @@ async def test_context_providers_and_the_context_failure_policy() -> None:
     seen: list[str] = []
 
     @context_provider(required=False)
-    def weather(ctx) -> str:  # noqa: ANN001
+    def weather(ctx) -> str:
         raise RuntimeError("weather service down")
 
     @context_provider
-    async def user_profile(ctx) -> str:  # noqa: ANN001
+    async def user_profile(ctx) -> str:
         return f"User of session {ctx.session_id} likes tea."
 
-    def spy(request):  # noqa: ANN001, ANN202
+    def spy(request):
         seen.append(request.system)
         return Reply(text="ok")
 
@@ -292,7 +293,7 @@ async def test_sends_to_one_session_run_one_at_a_time_in_order() -> None:
         async with trio.open_nursery() as nursery:
             for i in range(4):
                 nursery.start_soon(send, i)
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
         texts = [m.text for m in await session.history() if m.role == "user"]
     assert texts == ["m0", "m1", "m2", "m3"]
     assert all(r.status == "completed" for r in results.values())
@@ -338,11 +339,13 @@ async def test_cancelling_a_sender_aborts_its_run() -> None:
     """If the task awaiting send() is cancelled, the run is aborted, not orphaned."""
     async with open_store({"main": slow_stream()}) as store:
         session = await store.create("s1")
-        with trio.move_on_after(0.05):
-            await session.send("hi")
-        with trio.fail_after(5):
-            while session.is_running:
-                await trio.sleep(0.01)
+        async with store.subscribe() as events:
+            with trio.move_on_after(0.05):
+                await session.send("hi")
+            with trio.fail_after(5):  # a guard against hanging, not a timing assertion
+                async for item in events:
+                    if item.event is not None and item.event.type == "run.finished":
+                        break
         assert [r.status for r in await session.runs()] == ["aborted"]
 
 
@@ -406,7 +409,14 @@ async def test_a_second_writer_gets_conflict_and_the_session_recovers() -> None:
 async def test_a_dangling_run_from_a_crash_is_closed_with_in_doubt_results() -> None:
     """A run.started/tool.started without their ends (process died) is reported in doubt
     and never re-run; the next message works."""
-    from harness_kernel._records import Event, MessageAdded, RunStarted, TextPart, ToolCallPart, ToolStarted
+    from harness_kernel._records import (
+        Event,
+        MessageAdded,
+        RunStarted,
+        TextPart,
+        ToolCallPart,
+        ToolStarted,
+    )
 
     storage = MemoryStorage()
     ran: list[str] = []

@@ -88,14 +88,14 @@ async def test_unknown_modes_and_models_are_refused() -> None:
             await session.set_model("gpt/4")
         with pytest.raises(UnknownModel, match="must look like '<provider>/<model>'"):
             await session.send("hi", model="no-slash")
-        assert session.runs is not None and await session.runs() == []
+        assert await session.runs() == []
 
 
 async def test_a_mode_narrows_the_tools_the_model_sees() -> None:
     """The plan mode offers no tools; the build mode offers the agent's tools."""
     offered: list[list[str]] = []
 
-    def spy(request):  # noqa: ANN001, ANN202
+    def spy(request):
         offered.append([t.name for t in request.tools])
         return Reply(text="ok")
 

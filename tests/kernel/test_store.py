@@ -19,7 +19,7 @@ async def test_hostile_session_ids_are_refused_with_a_clear_error(bad: str) -> N
     storage = MemoryStorage()
     async with open_store(storage=storage) as store:
         for call in (store.create(bad), store.get_or_create(bad), store.send(bad, "hi"), store.delete(bad)):
-            with pytest.raises(InvalidSessionId, match="invalid session id|must be a string"):
+            with pytest.raises(InvalidSessionId, match=r"invalid session id|must be a string"):
                 await call
     assert storage._entries == {}
 
@@ -63,7 +63,7 @@ async def test_concurrent_get_or_create_loads_one_session_object() -> None:
         assert len({id(s) for s in found}) == 1
 
 
-async def _append_session(store, found) -> None:  # noqa: ANN001
+async def _append_session(store, found) -> None:
     found.append(await store.get_or_create("s1"))
 
 

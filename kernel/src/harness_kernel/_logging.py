@@ -69,12 +69,16 @@ class Redactor:
         self._values.update(v for v in values if isinstance(v, str) and len(v) >= 4)
         self._ordered = sorted(self._values, key=len, reverse=True)
 
+    def scrub(self, text: str) -> str:
+        """``text`` with every known secret value masked."""
+        for secret in self._ordered:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
     def _clean(self, value: Any, depth: int = 0) -> Any:
         if isinstance(value, str):
-            for secret in self._ordered:
-                if secret in value:
-                    value = value.replace(secret, MASK)
-            return value
+            return self.scrub(value)
         if depth > 8:
             return value
         if isinstance(value, Mapping):

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 
 from ._agent import InstructionsContext
@@ -499,6 +500,14 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
 
 
 async def _classify(session: Session, error: BaseException) -> ErrorInfo:
+    """The ErrorInfo users see: a classify_error hook's, else the sanitized one; known
+    secret values are masked either way (a provider may put its key in a message)."""
+    info = await _classify_raw(session, error)
+    scrub = session.runtime.redactor.scrub
+    return attrs.evolve(info, message=scrub(info.message), stack=scrub(info.stack) if info.stack else None)
+
+
+async def _classify_raw(session: Session, error: BaseException) -> ErrorInfo:
     rt = session.runtime
     if rt.hooks.has("classify_error"):
         try:
