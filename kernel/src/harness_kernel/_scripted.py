@@ -99,6 +99,9 @@ class ScriptedProvider(ModelProvider):
                 if fragment:
                     yield ToolCallDelta(call_id, fragment)
             yield ToolCallEnd(call_id)
-        prompt = sum(len(m.text) for m in request.messages) // 4
-        yield reply.usage or Usage(input_tokens=prompt, output_tokens=len(reply.text) // 4)
+        # A rough estimate from the newest message only: summing the whole history would
+        # make every call cost O(history), and scripted usage is illustrative anyway.
+        newest = len(request.messages[-1].text) if request.messages else 0
+        estimate = Usage(input_tokens=max(1, newest // 4), output_tokens=max(1, len(reply.text) // 4))
+        yield reply.usage or estimate
         yield Finish(reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop"))
