@@ -1,0 +1,67 @@
+"""The options of the ``local`` sandboxing plugin (``sandbox_options`` / ``[sandbox.options]``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import attrs
+
+from harness_kernel.errors import ConfigError
+
+__all__ = ["DEFAULT_PATH", "LocalSandboxOptions"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_ENV_NAME = re.compile(r"^[^=\x00]+$")
+
+
+@attrs.frozen
+class LocalSandboxOptions:
+    """Where workspaces live, how commands are isolated, and what they may see."""
+
+    root: str = ".harness/workspaces"
+    """Directory holding one work directory per session (created if missing)."""
+    isolation: Literal["none", "bwrap"] = "none"
+    """``none``: commands run as the host user; ``bwrap``: inside bubblewrap."""
+    env_allow: tuple[str, ...] = ()
+    """Names of host environment variables passed through to commands."""
+    env: dict[str, str] = attrs.field(factory=dict)
+    """Variables set for every command (after ``env_allow``)."""
+    path: str = DEFAULT_PATH
+    """``PATH`` of commands."""
+    lang: str = "C.UTF-8"
+    """``LANG`` of commands."""
+    max_output_bytes: int = 1 << 20
+    """Per stream: output beyond this is cut (first and last halves kept)."""
+    max_file_bytes: int = 64 << 20
+    """Largest file ``read_file`` returns and ``write_file`` accepts."""
+    default_timeout: float | None = None
+    """Seconds a command may run when ``exec`` gets no timeout (``None``: no limit)."""
+    network: bool = False
+    """``bwrap`` only: keep the host's network (default: no network at all)."""
+    ro_binds: tuple[str, ...] = ()
+    """``bwrap`` only: extra host paths made visible read-only (a toolchain, a venv)."""
+    bwrap: str = "bwrap"
+    """The bubblewrap program: a name looked up on the host's PATH, or a path."""
+
+    def check(self, where: str = "sandbox.options") -> None:
+        """Raise ``ConfigError`` naming the first invalid value."""
+        if not self.root:
+            raise ConfigError(f"{where}.root: must not be empty")
+        for index, name in enumerate(self.env_allow):
+            if not _ENV_NAME.match(name):
+                raise ConfigError(f"{where}.env_allow[{index}]: {name!r} is not a variable name")
+        for name, value in self.env.items():
+            if not _ENV_NAME.match(name):
+                raise ConfigError(f"{where}.env: {name!r} is not a variable name")
+            if "\x00" in value:
+                raise ConfigError(f"{where}.env.{name}: contains a NUL byte")
+        if self.max_output_bytes < 1024:
+            raise ConfigError(f"{where}.max_output_bytes: must be at least 1024")
+        if self.max_file_bytes < 1:
+            raise ConfigError(f"{where}.max_file_bytes: must be positive")
+        if self.default_timeout is not None and not self.default_timeout > 0:
+            raise ConfigError(f"{where}.default_timeout: must be a positive number of seconds")
+        for index, path in enumerate(self.ro_binds):
+            if not path.startswith("/"):
+                raise ConfigError(f"{where}.ro_binds[{index}]: {path!r} must be an absolute path")
