@@ -1,0 +1,51 @@
+"""harness-kernel-sqlite: session storage in one SQLite database (plugin name ``sqlite``).
+
+::
+
+    create_session_store(agent=agent, storage="sqlite", storage_options={"path": "sessions.db"})
+
+WAL mode; ``append`` and ``save`` compare and write inside one ``BEGIN IMMEDIATE``
+transaction, so they are fenced between processes sharing the file; listing and label
+filters are served by indexes; ``path=":memory:"`` gives a private in-memory database for
+tests. See docs/storage/sqlite.md.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from harness_kernel import hookimpl
+from harness_kernel.hookspecs import Register
+
+from ._schema import MIGRATIONS, SCHEMA_VERSION
+from ._storage import SqliteStorage, Synchronous
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteOptions", "SqliteStorage", "Synchronous"]
+
+
+@attrs.define
+class SqliteOptions:
+    """Options of the ``sqlite`` storage plugin."""
+
+    path: str
+    """Database file (parent directories are created), or ``":memory:"``."""
+    busy_timeout_ms: int = attrs.field(default=5000, validator=attrs.validators.ge(0))
+    """How long a writer waits for another process's write transaction."""
+    synchronous: Synchronous = "full"
+    """SQLite ``PRAGMA synchronous``: ``full`` makes every commit durable before it returns."""
+    max_connections: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    """Worker threads (each with its own connection) running queries at once."""
+
+
+def build(options: SqliteOptions) -> SqliteStorage:
+    return SqliteStorage(
+        options.path,
+        busy_timeout_ms=options.busy_timeout_ms,
+        synchronous=options.synchronous,
+        max_connections=options.max_connections,
+    )
+
+
+@hookimpl
+def harness_kernel_storage(register: Register) -> None:
+    register("sqlite", build, options=SqliteOptions)
