@@ -16,6 +16,7 @@ from ._agent import (
     context_provider,
     define_agent,
 )
+from ._display import DisplayState, DisplayStateChanged
 from ._memory import MemoryLogSink, MemoryStorage
 from ._plugins import PluginInfo, PluginRegistry
 from ._policy import ErrorPolicy, RetrySettings
@@ -32,9 +33,9 @@ from ._records import (
     Usage,
 )
 from ._runtime import StoreEvent, validate_session_id
-from ._session import ApprovalHandle, RunStream, Session
+from ._session import ApprovalHandle, RunStream, Session, SuspensionHandle
 from ._store import SessionStore, create_session_store
-from ._tools import Tool, ToolContext, tool
+from ._tools import Tool, ToolContext, ask_user, tool
 from .contracts import (
     ExecResult,
     Finish,
@@ -59,6 +60,8 @@ __all__ = [
     "Agent",
     "ApprovalHandle",
     "ContextProvider",
+    "DisplayState",
+    "DisplayStateChanged",
     "ErrorInfo",
     "ErrorPolicy",
     "Event",
@@ -87,6 +90,7 @@ __all__ = [
     "SessionStorage",
     "SessionStore",
     "StoreEvent",
+    "SuspensionHandle",
     "TextDelta",
     "TextPart",
     "Tool",
@@ -97,6 +101,7 @@ __all__ = [
     "ToolContext",
     "ToolResultPart",
     "Usage",
+    "ask_user",
     "context_provider",
     "create_session_store",
     "define_agent",

@@ -18,6 +18,8 @@ __all__ = [
     "ApprovalResolved",
     "ErrorInfo",
     "Event",
+    "GrantsChanged",
+    "InputQueued",
     "EventPayload",
     "Message",
     "MessageAdded",
@@ -303,6 +305,24 @@ class SuspensionResolved:
 
 
 @attrs.frozen
+class InputQueued:
+    """A user message waits for its turn: ``follow_up`` (runs after the current run) or
+    ``steer`` (joins the current run before its next model step)."""
+
+    type: ClassVar[str] = "input.queued"
+    kind: str
+    message: Message
+
+
+@attrs.frozen
+class GrantsChanged:
+    """The session's approval grants: ``tool:<name>`` and ``category:<name>`` entries."""
+
+    type: ClassVar[str] = "grants.changed"
+    grants: tuple[str, ...] = attrs.field(converter=_names, default=())
+
+
+@attrs.frozen
 class ModeChanged:
     type: ClassVar[str] = "mode.changed"
     previous: str | None
@@ -354,6 +374,8 @@ EventPayload: TypeAlias = (
     | ApprovalResolved
     | SuspensionRequested
     | SuspensionResolved
+    | InputQueued
+    | GrantsChanged
     | ModeChanged
     | ModelChanged
     | StateChanged
@@ -373,6 +395,8 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
         ApprovalResolved,
         SuspensionRequested,
         SuspensionResolved,
+        InputQueued,
+        GrantsChanged,
         ModeChanged,
         ModelChanged,
         StateChanged,

@@ -31,6 +31,8 @@ from ._records import (
     RunFinished,
     RunResult,
     RunStarted,
+    SuspensionRequested,
+    SuspensionResolved,
     TextPart,
     ToolCallPart,
     ToolFinished,
@@ -41,7 +43,7 @@ from ._records import (
     new_id,
 )
 from ._session import ActiveRun, Session
-from ._tools import Tool, ToolContext
+from ._tools import SuspendRun, Tool, ToolContext, render_result
 from .contracts import (
     Finish,
     ModelRequest,
@@ -112,8 +114,11 @@ async def _execute(session: Session, run: ActiveRun, message: Message | None) ->
         unresolved = _unresolved_calls(session)
         if unresolved:
             if await _settle_tool_calls(session, run, unresolved):
-                return "waiting_approval"
+                return "suspended" if session.pending_suspensions else "waiting_approval"
             continue
+        steering = session.take_steering()
+        if steering:
+            await session.append(run, *(MessageAdded(m) for m in steering))
         if run.steps >= rt.agent.max_steps:
             raise MaxStepsExceeded(f"the run reached max_steps ({rt.agent.max_steps}) without an answer")
         run.steps += 1
@@ -240,7 +245,7 @@ async def _model_step(session: Session, run: ActiveRun) -> Message:
                 async for event in events:
                     assembly.feed(event)
                     if isinstance(event, TextDelta | ToolCallStart | ToolCallDelta | ToolCallEnd):
-                        await session.emit(run, event)
+                        await session.emit_delta(run, event)
             break
         except ProviderError as exc:
             # Retry only while nothing of this attempt reached anyone.
@@ -291,10 +296,13 @@ async def _model_step(session: Session, run: ActiveRun) -> Message:
 
 
 def _policy_decision(session: Session, tool: Tool, arguments: dict[str, Any]) -> str:
-    """Deny rule, then the mode's policy, then the tool's own."""
+    """Deny rule, then a session grant, then the mode's policy, then the tool's own."""
     agent = session.runtime.agent
     if tool.name in agent.deny or (tool.category and f"category:{tool.category}" in agent.deny):
         return "deny"
+    grants = session.grants
+    if f"tool:{tool.name}" in grants or (tool.category and f"category:{tool.category}" in grants):
+        return "auto"
     mode = agent.mode(session.mode)
     if mode is not None and mode.approval is not None:
         policy = mode.approval
@@ -309,7 +317,16 @@ async def _settle_tool_calls(session: Session, run: ActiveRun, calls: list[ToolC
     parked = False
     for call in calls:
         if call.call_id in session.started_tools:
-            await _finish_call(session, run, call, "in_doubt", IN_DOUBT)
+            answer = session.suspension_result(call.call_id)
+            if answer is not None:
+                if answer.cancelled:
+                    await _finish_call(session, run, call, "error", "cancelled: the suspension was cancelled")
+                else:
+                    await _finish_call(session, run, call, "ok", render_result(answer.data))
+            elif session.suspension_for(call.call_id) is not None:
+                parked = True
+            else:
+                await _finish_call(session, run, call, "in_doubt", IN_DOUBT)
             continue
         tool = tools.get(call.name)
         if tool is None:
@@ -332,9 +349,10 @@ async def _settle_tool_calls(session: Session, run: ActiveRun, calls: list[ToolC
             resolution = session.resolution(call.call_id)
             if resolution is None:
                 if session.pending_for_call(call.call_id) is None:
+                    expires = time.time() + tool.approval_timeout if tool.approval_timeout else None
                     await session.append(
                         run,
-                        ApprovalRequested(new_id("apr"), call.call_id, tool.name, call.arguments, tool.category),
+                        ApprovalRequested(new_id("apr"), call.call_id, tool.name, call.arguments, tool.category, expires),
                     )
                 parked = True
                 continue
@@ -354,13 +372,15 @@ async def _settle_tool_calls(session: Session, run: ActiveRun, calls: list[ToolC
             if veto is not None:
                 await _finish_call(session, run, call, "denied", f"denied: {veto}")
                 continue
-        await _run_tool(session, run, call, tool, arguments)
+        if await _run_tool(session, run, call, tool, arguments):
+            parked = True
     return parked
 
 
 async def _run_tool(
     session: Session, run: ActiveRun, call: ToolCallPart, tool: Tool, arguments: dict[str, Any]
-) -> None:
+) -> bool:
+    """Execute one call; True if the tool suspended the run."""
     rt = session.runtime
     await session.append(run, ToolStarted(call.call_id, tool.name, call.arguments))
     started = time.perf_counter()
@@ -368,6 +388,7 @@ async def _run_tool(
         session_id=session.id, run_id=run.id, call_id=call.call_id, tool_name=tool.name,
         sandbox=await session.sandbox(), resources=rt.resources, labels=session.labels,
         state=session.state, log=rt.log.bind(session_id=session.id, run_id=run.id, tool=tool.name),
+        suspend=_suspend,
     )
     rt.log.info(
         "tool_started", session_id=session.id, run_id=run.id, tool=tool.name,
@@ -375,6 +396,10 @@ async def _run_tool(
     )
     try:
         content, outcome = await tool.invoke(ctx, arguments), "ok"
+    except SuspendRun as suspension:
+        await session.append(run, SuspensionRequested(call.call_id, tool.name, suspension.payload))
+        rt.log.info("tool_suspended", session_id=session.id, run_id=run.id, tool=tool.name)
+        return True
     except HarnessError as exc:
         content, outcome = str(exc), "error"
     except Exception as exc:
@@ -385,6 +410,18 @@ async def _run_tool(
         rt.log.error("tool_failed", session_id=session.id, run_id=run.id, tool=tool.name, error=detail)
         content, outcome = f"tool '{tool.name}' failed: {error.message}", "error"
     await _finish_call(session, run, call, outcome, content, duration_ms=(time.perf_counter() - started) * 1000)
+    return False
+
+
+async def _suspend(payload: Any) -> Any:
+    from .codec import converter, dumps
+
+    data = converter.unstructure(payload)
+    try:
+        dumps(data)
+    except (TypeError, ValueError) as exc:
+        raise ToolArgumentsInvalid(f"suspension payload must be JSON-serializable: {exc}") from None
+    raise SuspendRun(data)
 
 
 def _strings(value: Any) -> list[str]:
@@ -433,7 +470,7 @@ async def _settle_previous_run(session: Session) -> None:
     """Before a new run: end a run left parked (declined) or dangling after a crash."""
     if session.open_run is None:
         return
-    if session.pending_approvals:
+    if session.parked:
         await end_parked_run(session, "aborted", "a new user message arrived", decline="interrupted_by_user_message")
         return
     # Started but never finished, and nothing pending: the process died mid-run.
@@ -451,6 +488,8 @@ async def end_parked_run(session: Session, status: str, why: str, *, decline: st
     run = ActiveRun(session.open_run or "", session.model, session.mode, "end")
     for handle in session.pending_approvals:
         await session.append(run, ApprovalResolved(handle.approval_id, False, decline or why))
+    for suspension in session.pending_suspensions:
+        await session.append(run, SuspensionResolved(suspension.call_id, None, cancelled=True))
     await _close_open_calls(session, run, why)
     code = "run.interrupted" if decline else "run.aborted"
     await session.append(run, RunFinished(status, error=ErrorInfo(code, why)))
@@ -466,8 +505,9 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
             "run_failed" if status == "failed" else "run_aborted", session_id=session.id, run_id=run.id,
             error=f"{type(error).__name__}: {error}", code=info.code,
         )
+    parked = status in ("waiting_approval", "suspended")
     try:
-        if status != "waiting_approval":
+        if not parked:
             partial = "".join(run.partial_text)
             if partial:
                 await session.append(run, MessageAdded(Message("assistant", (TextPart(partial),))))
@@ -478,8 +518,9 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
         await session.save_record()
     except HarnessError as exc:
         rt.log.error("run_end_not_recorded", session_id=session.id, run_id=run.id, error=str(exc))
-        if info is None and status != "waiting_approval":
+        if info is None and not parked:
             status, info = "failed", sanitize(exc, rt.policy)
+    summary = session.run_summary(run.id)
     messages = session.messages_of(run.id)
     last_assistant = next((m for m in reversed(messages) if m.role == "assistant"), None)
     run.result = RunResult(
@@ -489,7 +530,7 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
         text=last_assistant.text if last_assistant else "",
         messages=messages,
         tool_calls=tuple(c for m in messages for c in m.tool_calls),
-        usage=run.usage,
+        usage=summary.usage if summary is not None else run.usage,
         error=info,
         duration_ms=(time.perf_counter() - run.started) * 1000,
     )
@@ -497,6 +538,32 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
         await rt.hooks.notify(
             "run_finished", session.disabled_hooks, session_id=session.id, run_id=run.id, result=run.result
         )
+
+
+async def side_question(session: Session, question: str, model: str) -> str:
+    """Ask the model about a snapshot of the history, with no tools; append nothing."""
+    rt = session.runtime
+    provider, model_name = rt.resolve_model(model)
+    history = list(session.messages)
+    # Cut an unfinished tool round off the snapshot: models refuse calls without results.
+    for index in range(len(history) - 1, -1, -1):
+        if history[index].role == "assistant" and history[index].tool_calls:
+            answered = {p.call_id for m in history[index + 1 :] for p in m.parts if isinstance(p, ToolResultPart)}
+            if any(c.call_id not in answered for c in history[index].tool_calls):
+                history = history[:index]
+            break
+    request = ModelRequest(
+        model=model_name,
+        messages=(*history, Message.user(question)),
+        system=rt.agent.instructions if isinstance(rt.agent.instructions, str) else "",
+        settings=rt.agent.model_settings,
+        session_id=session.id,
+    )
+    assembly = _Assembly()
+    async with _aclosing(provider.stream(request)) as events:
+        async for event in events:
+            assembly.feed(event)
+    return "".join(assembly.text)
 
 
 async def _classify(session: Session, error: BaseException) -> ErrorInfo:

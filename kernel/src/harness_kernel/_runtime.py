@@ -59,12 +59,14 @@ class StoreEvent:
     """What ``store.subscribe()`` yields.
 
     ``kind``: ``session.created``, ``session.opened``, ``session.closed``,
-    ``session.deleted``, ``session.cleared`` or ``event`` (a durable event, in ``event``).
+    ``session.deleted``, ``session.cleared``, ``event`` (a durable event, in ``event``)
+    or ``display_state_changed`` (the session's new ``DisplayState``, in ``display``).
     """
 
     kind: str
     session_id: str | None
     event: Event | None = None
+    display: Any = None
 
 
 @attrs.define
@@ -84,6 +86,7 @@ class Runtime:
     nursery: trio.Nursery
     publish: Callable[[StoreEvent], None]
     forget: Callable[[Any], None]
+    closing: Callable[[], bool] = lambda: False
     grace: float = 5.0
     _mode_tools: dict[str, tuple[dict[str, Tool], tuple[ToolSpec, ...]]] = attrs.Factory(dict)
 

@@ -81,8 +81,15 @@ class ScriptedProvider(ModelProvider):
             raise BadRequest(f"scripted model '{request.model}' has no handler (known: {', '.join(self.models())})")
         reply = handler(request)
         if isinstance(reply, AsyncIterable):
-            async for event in reply:
-                yield event
+            events = aiter(reply)
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                # Close the handler's generator now, not whenever it is collected.
+                close = getattr(events, "aclose", None)
+                if close is not None:
+                    await close()
             return
         if inspect.isawaitable(reply):
             reply = await reply

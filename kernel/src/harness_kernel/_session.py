@@ -15,11 +15,14 @@ from typing import Any, final
 import attrs
 import trio
 
+from ._display import DisplayState, DisplayStateChanged, reduce
 from ._records import (
     ApprovalRequested,
     ApprovalResolved,
     Event,
     EventPayload,
+    GrantsChanged,
+    InputQueued,
     Message,
     MessageAdded,
     ModeChanged,
@@ -30,6 +33,8 @@ from ._records import (
     RunSummary,
     SessionRecord,
     StateChanged,
+    SuspensionRequested,
+    SuspensionResolved,
     TextPart,
     ToolFinished,
     ToolStarted,
@@ -42,6 +47,7 @@ from .codec import converter
 from .contracts import SandboxSession, SessionInfo
 from .errors import (
     Conflict,
+    HarnessError,
     SessionClosed,
     SessionConflict,
     StateValidationError,
@@ -49,7 +55,7 @@ from .errors import (
     UnknownMode,
 )
 
-__all__ = ["ApprovalHandle", "RunStream", "Session"]
+__all__ = ["ApprovalHandle", "RunStream", "Session", "SuspensionHandle"]
 
 
 @attrs.frozen
@@ -65,6 +71,18 @@ class ApprovalHandle:
     category: str | None
     requested_at: float
     expires_at: float | None = None
+
+
+@attrs.frozen
+class SuspensionHandle:
+    """A tool call that suspended its run; ``resume(call_id, data)`` answers it."""
+
+    call_id: str
+    session_id: str
+    run_id: str
+    tool: str
+    payload: Any
+    requested_at: float
 
 
 @attrs.define(eq=False)
@@ -139,6 +157,12 @@ class Session:
         self._pending: dict[str, ApprovalHandle] = {}
         self._resolutions: dict[str, ApprovalResolved] = {}  # by tool call id, open run only
         self._started: dict[str, ToolStarted] = {}
+        self._suspensions: dict[str, SuspensionHandle] = {}
+        self._suspension_results: dict[str, SuspensionResolved] = {}  # open run only
+        self._inbox: list[tuple[str, Message]] = []
+        self._grants: tuple[str, ...] = ()
+        self._display = DisplayState(mode=self._mode, model=self._model)
+        self._timers: dict[str, trio.CancelScope] = {}
         self._slot = trio.Semaphore(1)
         self._write_lock = trio.Lock()
         self._active: ActiveRun | None = None
@@ -221,6 +245,30 @@ class Session:
         return list(self._pending.values())
 
     @property
+    def pending_suspensions(self) -> list[SuspensionHandle]:
+        return list(self._suspensions.values())
+
+    @property
+    def queued_follow_ups(self) -> list[Message]:
+        """Queued user messages (follow-ups and steering not yet taken), oldest first."""
+        return [m for _, m in self._inbox]
+
+    @property
+    def grants(self) -> tuple[str, ...]:
+        """Approval grants for the rest of the session: ``tool:<name>``, ``category:<name>``."""
+        return self._grants
+
+    @property
+    def display_state(self) -> DisplayState:
+        """The UI snapshot, updated on every event (see ``DisplayState``)."""
+        return self._display
+
+    @property
+    def parked(self) -> bool:
+        """A run waits for approvals or suspensions."""
+        return self._open_run is not None and bool(self._pending or self._suspensions)
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -237,11 +285,15 @@ class Session:
     def _fold(self, event: Event) -> None:
         payload = event.payload
         run_id = event.run_id
+        self._display = reduce(self._display, event)
         if isinstance(payload, MessageAdded):
             self._add_message(payload.message)
+            if self._inbox and any(m.id == payload.message.id for _, m in self._inbox):
+                self._inbox = [(k, m) for k, m in self._inbox if m.id != payload.message.id]
         elif isinstance(payload, ToolFinished):
             self._started.pop(payload.call_id, None)
             self._resolutions.pop(payload.call_id, None)
+            self._suspension_results.pop(payload.call_id, None)
             self._add_message(
                 Message("tool", (payload.result,), id=payload.message_id, created_at=event.at)
             )
@@ -267,6 +319,8 @@ class Session:
                 self._open_run = None
                 self._pending.clear()
                 self._resolutions.clear()
+                self._suspensions.clear()
+                self._suspension_results.clear()
         elif isinstance(payload, ApprovalRequested):
             self._pending[payload.approval_id] = ApprovalHandle(
                 payload.approval_id, self.id, run_id or "", payload.call_id, payload.tool,
@@ -276,6 +330,17 @@ class Session:
             handle = self._pending.pop(payload.approval_id, None)
             if handle is not None:
                 self._resolutions[handle.tool_call_id] = payload
+        elif isinstance(payload, SuspensionRequested):
+            self._suspensions[payload.call_id] = SuspensionHandle(
+                payload.call_id, self.id, run_id or "", payload.tool, payload.payload, event.at
+            )
+        elif isinstance(payload, SuspensionResolved):
+            if self._suspensions.pop(payload.call_id, None) is not None:
+                self._suspension_results[payload.call_id] = payload
+        elif isinstance(payload, InputQueued):
+            self._inbox.append((payload.kind, payload.message))
+        elif isinstance(payload, GrantsChanged):
+            self._grants = payload.grants
         elif isinstance(payload, ModeChanged):
             self._mode = payload.mode
         elif isinstance(payload, ModelChanged):
@@ -286,7 +351,14 @@ class Session:
         self._last_seq = event.seq
 
     def _snapshot(self, **changes: Any) -> SessionRecord:
-        status = "running" if self._active else ("waiting_approval" if self._pending else "idle")
+        if self._active:
+            status = "running"
+        elif self._suspensions:
+            status = "suspended"
+        elif self._pending:
+            status = "waiting_approval"
+        else:
+            status = "idle"
         return attrs.evolve(
             self._record,
             mode=self._mode,
@@ -339,8 +411,22 @@ class Session:
     async def _publish(self, run: ActiveRun | None, event: Event) -> None:
         await self.emit(run, event)
         self._rt.publish(StoreEvent("event", self.id, event))
+        await self._display_changed(run)
         if self._rt.hooks.has("on_event"):
             await self._rt.hooks.notify("on_event", self.disabled_hooks, session_id=self.id, event=event)
+
+    async def _display_changed(self, run: ActiveRun | None) -> None:
+        changed = DisplayStateChanged(self._display)
+        await self.emit(run, changed)
+        self._rt.publish(StoreEvent("display_state_changed", self.id, display=self._display))
+
+    async def emit_delta(self, run: ActiveRun, item: Any) -> None:
+        """A stream-only event: to the run's stream, and into ``display_state``."""
+        await self.emit(run, item)
+        updated = reduce(self._display, item)
+        if updated is not self._display:
+            self._display = updated
+            await self._display_changed(run)
 
     async def emit(self, run: ActiveRun | None, item: Any) -> None:
         """Hand an item to the run's stream, if someone is streaming it."""
@@ -410,11 +496,62 @@ class Session:
         return run
 
     def run_ended(self, run: ActiveRun) -> None:
-        """Called by the run task as its last act: frees the slot for the next run."""
+        """Called by the run task as its last act. A queued follow-up takes the slot
+        directly (so it runs next, ahead of sends that are still waiting); otherwise the
+        slot is freed."""
+        from ._run import drive
+
         if self._active is run:
             self._active = None
-        self._slot.release()
         run.done.set()
+        self.schedule_expiries()
+        if self._inbox and not self.parked and not self._closed and not self._rt_closing():
+            kind, message = self._inbox[0]
+            follow = ActiveRun(_new_run_id(), self.model, self._mode, kind)
+            self._active = follow
+            self._rt.nursery.start_soon(drive, self, follow, message)
+            return
+        self._slot.release()
+
+    def _rt_closing(self) -> bool:
+        return self._rt.closing()
+
+    def kick(self) -> None:
+        """Start the next queued input if the session is idle (after hydrate or queueing)."""
+        if self._active is None and self._inbox and not self.parked and not self._closed:
+            self._rt.nursery.start_soon(self._run_queued)
+
+    async def _run_queued(self) -> None:
+        if not self._inbox or self._closed:
+            return
+        await self._slot.acquire()
+        if not self._inbox or self.parked or self._closed or self._active is not None:
+            self._slot.release()
+            return
+        from ._run import drive
+
+        kind, message = self._inbox[0]
+        run = ActiveRun(_new_run_id(), self.model, self._mode, kind)
+        self._active = run
+        self._rt.nursery.start_soon(drive, self, run, message)
+
+    def schedule_expiries(self) -> None:
+        """Start a timer for each pending approval that has an expiry."""
+        for handle in self._pending.values():
+            if handle.expires_at is not None and handle.approval_id not in self._timers and not self._closed:
+                scope = trio.CancelScope()
+                self._timers[handle.approval_id] = scope
+                self._rt.nursery.start_soon(self._expire, handle.approval_id, handle.expires_at, scope)
+
+    async def _expire(self, approval_id: str, expires_at: float, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(max(0.0, expires_at - time.time()))
+            if approval_id in self._pending and not self._closed:
+                try:
+                    await self.deny(approval_id, "the approval timed out")
+                except HarnessError as exc:
+                    self._rt.log.warning("approval_expiry_failed", session_id=self.id, error=str(exc))
+        self._timers.pop(approval_id, None)
 
     def messages_of(self, run_id: str) -> tuple[Message, ...]:
         start = self._run_first_message.get(run_id, len(self._messages))
@@ -434,6 +571,15 @@ class Session:
 
     def resolution(self, call_id: str) -> ApprovalResolved | None:
         return self._resolutions.get(call_id)
+
+    def suspension_result(self, call_id: str) -> SuspensionResolved | None:
+        return self._suspension_results.get(call_id)
+
+    def suspension_for(self, call_id: str) -> SuspensionHandle | None:
+        return self._suspensions.get(call_id)
+
+    def run_summary(self, run_id: str) -> RunSummary | None:
+        return self._runs.get(run_id)
 
     def pending_for_call(self, call_id: str) -> ApprovalHandle | None:
         return next((h for h in self._pending.values() if h.tool_call_id == call_id), None)
@@ -482,7 +628,7 @@ class Session:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self._rt.grace):
                 await run.done.wait()
             return True
-        if self._open_run is not None and self._pending:
+        if self.parked:
             from ._run import end_parked_run
 
             await end_parked_run(self, "aborted", "the run was aborted")
@@ -559,12 +705,98 @@ class Session:
         self.check_open()
         if remember not in (None, "tool", "category"):
             raise ValueError("remember must be None, 'tool' or 'category'")
-        self._handle(approval_id)
-        await self.append(None, ApprovalResolved(approval_id, approved, reason, remember))
-        if self._pending or self._active is not None:
+        handle = self._handle(approval_id)
+        payloads: list[EventPayload] = [ApprovalResolved(approval_id, approved, reason, remember)]
+        if remember is not None:
+            grant = self._grant_for(handle, remember)
+            if grant not in self._grants:
+                payloads.append(GrantsChanged((*self._grants, grant)))
+        await self.append(None, *payloads)
+        timer = self._timers.pop(approval_id, None)
+        if timer is not None:
+            timer.cancel()
+        return await self._continue_parked()
+
+    async def _continue_parked(self) -> RunResult | None:
+        if self.parked or self._active is not None or self._open_run is None:
             return None
         run = await self.start("resume", None, None)
         return await run.wait()
+
+    def _grant_for(self, handle: ApprovalHandle, remember: str) -> str:
+        if remember == "tool":
+            return f"tool:{handle.tool}"
+        if not handle.category:
+            raise ValueError(f"tool '{handle.tool}' has no category to remember")
+        return f"category:{handle.category}"
+
+    async def grant_tool(self, name: str) -> None:
+        """Let ``name`` run without asking for the rest of the session."""
+        await self._set_grants((*self._grants, f"tool:{name}"))
+
+    async def grant_category(self, category: str) -> None:
+        """Let every tool of ``category`` run without asking for the rest of the session."""
+        await self._set_grants((*self._grants, f"category:{category}"))
+
+    async def revoke(self, grant: str) -> None:
+        """Remove a grant (``tool:<name>``, ``category:<name>``, or a bare tool name)."""
+        target = grant if ":" in grant else f"tool:{grant}"
+        if target not in self._grants:
+            raise KeyError(f"no grant '{target}' in session '{self.id}' (grants: {', '.join(self._grants) or 'none'})")
+        await self._set_grants(tuple(g for g in self._grants if g != target))
+
+    async def _set_grants(self, grants: tuple[str, ...]) -> None:
+        self.check_open()
+        unique = tuple(dict.fromkeys(grants))
+        if unique != self._grants:
+            await self.append(self._active, GrantsChanged(unique))
+            await self.save_record()
+
+    # -- suspensions, follow-ups, steering, side questions -------------------------
+
+    async def resume(self, call_id: str, data: Any = None) -> RunResult | None:
+        """Answer a suspended tool call: ``data`` becomes the tool's result and the run
+        continues. Returns the run's result when it stops again (``None`` if other
+        approvals or suspensions are still pending)."""
+        self.check_open()
+        if call_id not in self._suspensions:
+            raise KeyError(f"no pending suspension for call '{call_id}' in session '{self.id}' (unknown or already resumed)")
+        from .codec import converter as _conv
+        from .codec import dumps
+
+        try:
+            dumps(_conv.unstructure(data))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"resume data must be JSON-serializable: {exc}") from None
+        await self.append(None, SuspensionResolved(call_id, _conv.unstructure(data)))
+        return await self._continue_parked()
+
+    async def follow_up(self, message: str | Message) -> None:
+        """Queue ``message`` to run after the current run (FIFO, persisted). Starts a run
+        at once if the session is idle. Returns without waiting for that run."""
+        await self._queue("follow_up", message)
+
+    async def steer(self, message: str | Message) -> None:
+        """Add ``message`` to the current run before its next model step, without
+        aborting it. With no run working, it is queued like a follow-up."""
+        await self._queue("steer", message)
+
+    async def _queue(self, kind: str, message: str | Message) -> None:
+        self.check_open()
+        await self.append(self._active, InputQueued(kind, _as_message(message)))
+        self.kick()
+
+    def take_steering(self) -> list[Message]:
+        """The queued steering messages, for the run loop to add before a model step."""
+        return [m for k, m in self._inbox if k == "steer"]
+
+    async def btw(self, question: str, *, model: str | None = None) -> str:
+        """Ask the model a side question on a snapshot of the history: no tools, nothing
+        appended, allowed while a run is active. Returns the answer text."""
+        from ._run import side_question
+
+        self.check_open()
+        return await side_question(self, question, model or self.model)
 
     # -- history and runs --------------------------------------------------------------
 
@@ -611,9 +843,11 @@ class Session:
         """Abort the run, release the sandbox and mark the session closed (no store I/O)."""
         if self._closed:
             return
-        if self._active is not None or self._pending:
+        if self._active is not None or self.parked:
             await self.abort()
         self._closed = True
+        for timer in self._timers.values():
+            timer.cancel()
         if self._sandbox is not None:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self._rt.grace):
                 try:

@@ -51,6 +51,7 @@ class SessionStore:
         self._closed = False
         runtime.publish = self._publish
         runtime.forget = self._forget
+        runtime.closing = lambda: self._closed
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -100,6 +101,9 @@ class SessionStore:
                 "session_opened", session.disabled_hooks, session_id=record.id,
                 agent=record.agent, labels=dict(record.labels),
             )
+        # A hydrated session may hold queued follow-ups and approvals that expire.
+        session.schedule_expiries()
+        session.kick()
         return session
 
     def _new_record(self, session_id: str, labels: Mapping[str, Any]) -> SessionRecord:
@@ -213,8 +217,15 @@ class SessionStore:
         session = await self.get_or_create(session_id)
         return await session.deny(approval_id, reason)
 
+    async def resume(self, session_id: str, call_id: str, data: Any = None) -> RunResult | None:
+        session = await self.get_or_create(session_id)
+        return await session.resume(call_id, data)
+
     def pending_approvals(self, session_id: str | None = None) -> builtins.list[ApprovalHandle]:
-        """Pending approvals of one loaded session, or of every loaded session."""
+        """Pending approvals of one loaded session, or of every loaded session.
+
+        A parked session that is not loaded is listed once ``get_or_create`` loads it.
+        """
         self._check_open()
         if session_id is not None:
             session = self._sessions.get(session_id)

@@ -13,7 +13,7 @@ import re
 import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias, Union, get_args, get_origin, overload
+from typing import Any, Literal, NoReturn, TypeAlias, Union, get_args, get_origin, overload
 
 import attrs
 import trio
@@ -23,11 +23,20 @@ from .codec import converter
 from .contracts import SandboxSession, ToolSpec
 from .errors import ConfigError, ToolArgumentsInvalid
 
-__all__ = ["ApprovalPolicy", "Tool", "ToolContext", "tool"]
+__all__ = ["ApprovalPolicy", "SuspendRun", "Tool", "ToolContext", "ask_user", "tool"]
 
 ApprovalDecision: TypeAlias = Literal["auto", "ask", "deny"]
 ApprovalPolicy: TypeAlias = ApprovalDecision | Callable[[Mapping[str, Any]], ApprovalDecision]
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class SuspendRun(BaseException):
+    """Raised by ``ToolContext.suspend`` to park the run. A BaseException so that a tool's
+    ``except Exception`` cannot swallow it; the kernel catches it around the tool."""
+
+    def __init__(self, payload: Any) -> None:
+        super().__init__("the tool suspended the run")
+        self.payload = payload
 
 
 @attrs.frozen
@@ -49,13 +58,16 @@ class ToolContext:
     log: Any
     _suspend: Callable[[Any], Awaitable[Any]] | None = None
 
-    async def suspend(self, payload: Any = None) -> Any:
-        """Park the run until ``session.resume(call_id, data)``; returns ``data``."""
+    async def suspend(self, payload: Any = None) -> NoReturn:
+        """Park the run until ``session.resume(call_id, data)``; ``data`` then becomes
+        this call's result. Never returns: code after it does not run (the run may resume
+        in another process). ``payload`` (JSON) tells the host what is needed."""
         if self._suspend is None:
             from .errors import ToolError
 
             raise ToolError("this tool cannot suspend here")
-        return await self._suspend(payload)
+        await self._suspend(payload)
+        raise AssertionError("unreachable: suspend always raises")
 
 
 def _type_schema(tp: Any, where: str) -> dict[str, Any]:
@@ -290,3 +302,14 @@ def tool(
     if fn is not None:
         return _build(fn, **options)  # type: ignore[arg-type]
     return lambda f: _build(f, **options)  # type: ignore[arg-type]
+
+
+@tool
+async def ask_user(ctx: ToolContext, question: str, choices: list[str] | None = None) -> str:
+    """Ask the user a question and wait for the answer.
+
+    Args:
+        question: the question, as the user will read it
+        choices: the answers to choose from, if the question has a fixed set
+    """
+    await ctx.suspend({"question": question, "choices": choices})
