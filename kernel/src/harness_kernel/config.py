@@ -134,6 +134,8 @@ class HarnessConfig:
     strict_plugins: bool = False
     autoload_plugins: bool | None = None
     grace_period: float = 5.0
+    retry: PluginChoice | None = None
+    """The retry policy in effect: ``error_policy.retry.policy`` or the default one."""
 
     def store_arguments(self) -> dict[str, Any]:
         """Keyword arguments for ``create_session_store`` (add ``resources`` yourself)."""
@@ -198,9 +200,16 @@ class HarnessConfig:
             "error_policy": converter.unstructure(self.error_policy),
             "tools": {kit: {"options": options(choice)} for kit, choice in self.tools.items()},
         }
+        if self.retry is not None:
+            data["error_policy"]["retry"] = {
+                "policy": self.retry.plugin,
+                "model": options(self.retry),
+            }
         if not mask_secrets:
             return data
-        masked = _mask_values(data, sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True))
+        masked: dict[str, Any] = _mask_values(
+            data, sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+        )
         masked["logging"]["redact"] = [MASK for _ in self.logging.redact]
         return masked
 
@@ -212,7 +221,7 @@ class HarnessConfig:
 def _public_options(settings: Any, secrets: set[str] | None) -> dict[str, Any]:
     """Unstructure an options instance; with ``secrets`` (a set to fill), mask secret
     fields and record their values."""
-    data: dict[str, Any] = converter.unstructure(settings)
+    data: dict[str, Any] = dict(converter.unstructure(settings))
     if secrets is None or not attrs.has(type(settings)):
         return data
     for field in attrs.fields(type(settings)):
@@ -232,7 +241,12 @@ def _mask_keys(value: Any, secrets: set[str]) -> Any:
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            if isinstance(key, str) and SENSITIVE_KEY.search(key) and isinstance(item, str) and item:
+            if (
+                isinstance(key, str)
+                and SENSITIVE_KEY.search(key)
+                and isinstance(item, str)
+                and item
+            ):
                 secrets.add(item)
                 out[key] = MASK
             else:
@@ -328,7 +342,9 @@ def _interpolate_tree(value: Any, path: str, environ: Mapping[str, str], errors:
             errors.append(f"{path}: {exc}")
             return value
     if isinstance(value, dict):
-        return {k: _interpolate_tree(v, _key_path(path, k), environ, errors) for k, v in value.items()}
+        return {
+            k: _interpolate_tree(v, _key_path(path, k), environ, errors) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_interpolate_tree(v, f"{path}[{i}]", environ, errors) for i, v in enumerate(value)]
     return value
@@ -352,7 +368,9 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _expect(value: Any, kind: type | tuple[type, ...], label: str, path: str, errors: list[str]) -> bool:
+def _expect(
+    value: Any, kind: type | tuple[type, ...], label: str, path: str, errors: list[str]
+) -> bool:
     ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
     if not ok:
         errors.append(f"{path}: expected {label}, got {_type_name(value)}")
@@ -390,7 +408,9 @@ def _table(
         kind = keys.get(key)
         if kind is None:
             close = difflib.get_close_matches(key, list(keys), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(keys)})"
+            hint = (
+                f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(keys)})"
+            )
             errors.append(f"{_key_path(path, key)}: unknown key{hint}")
         elif _expect(item, kind, _SHAPES[kind], _key_path(path, key), errors):
             clean[key] = item
@@ -446,13 +466,21 @@ def _import(ref: str, base_dir: Path, path: str, errors: list[str], *, attribute
     try:
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            errors.append(f"{path}: no module named '{exc.name}' (looked in {directory} and sys.path)")
+        if exc.name is not None and (
+            module_name == exc.name or module_name.startswith(exc.name + ".")
+        ):
+            errors.append(
+                f"{path}: no module named '{exc.name}' (looked in {directory} and sys.path)"
+            )
         else:
-            errors.append(f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {exc}{_where(exc)}")
+            errors.append(
+                f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {exc}{_where(exc)}"
+            )
         return None
     except Exception as exc:
-        errors.append(f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {exc}{_where(exc)}")
+        errors.append(
+            f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {exc}{_where(exc)}"
+        )
         return None
     for part in attr.split(".") if attr else ():
         if not hasattr(obj, part):
@@ -465,7 +493,9 @@ def _import(ref: str, base_dir: Path, path: str, errors: list[str], *, attribute
 # -- plugins ----------------------------------------------------------------------------
 
 
-def _registration(registry: PluginRegistry, kind: Kind, name: str, path: str, errors: list[str]) -> Registration | None:
+def _registration(
+    registry: PluginRegistry, kind: Kind, name: str, path: str, errors: list[str]
+) -> Registration | None:
     try:
         return registry.get(kind, name)
     except ConfigError as exc:
@@ -473,11 +503,15 @@ def _registration(registry: PluginRegistry, kind: Kind, name: str, path: str, er
         return None
 
 
-def _settings(reg: Registration, options: dict[str, Any], path: str, errors: list[str]) -> tuple[bool, Any]:
+def _settings(
+    reg: Registration, options: dict[str, Any], path: str, errors: list[str]
+) -> tuple[bool, Any]:
     """Validate ``options`` against the registration's class: ``(ok, instance)``."""
     if reg.options is None:
         for key in options:
-            errors.append(f"{_key_path(path, key)}: unknown key ({reg.kind.replace('_', ' ')} '{reg.name}' takes no options)")
+            errors.append(
+                f"{_key_path(path, key)}: unknown key ({reg.kind.replace('_', ' ')} '{reg.name}' takes no options)"
+            )
         return not options, None
     try:
         return True, structure_strictly(options, reg.options, root=path)
@@ -584,7 +618,9 @@ def load_config(
     if "agent" in top:
         obj = _import(top["agent"], base, "agent", errors, attribute="required")
         if obj is not None and not isinstance(obj, Agent):
-            errors.append(f"agent: '{top['agent']}' is a {type(obj).__name__}, not an agent made by define_agent(...)")
+            errors.append(
+                f"agent: '{top['agent']}' is a {type(obj).__name__}, not an agent made by define_agent(...)"
+            )
         elif obj is not None:
             agent = obj
 
@@ -606,7 +642,9 @@ def load_config(
             continue
         namespace = _namespace(choice)
         if namespace in seen:
-            errors.append(f"{at}: two providers serve the namespace '{namespace}' (also {seen[namespace]})")
+            errors.append(
+                f"{at}: two providers serve the namespace '{namespace}' (also {seen[namespace]})"
+            )
         seen.setdefault(namespace, at)
         providers.append(choice)
     if "providers" in top and not raw_providers:
@@ -617,12 +655,18 @@ def load_config(
     if agent is not None:
         for mode in agent.modes:
             if mode.model:
-                _check_model(mode.model, f"agent: mode '{mode.name}' uses model", seen, registry, errors)
+                _check_model(
+                    mode.model, f"agent: mode '{mode.name}' uses model", seen, registry, errors
+                )
 
-    storage = _choice(top.get("storage", {"plugin": "memory"}), "storage", "storage", registry, errors)
-    sandbox = _choice(top.get("sandbox", {"plugin": "noop"}), "sandbox", "sandbox", registry, errors)
+    storage = _choice(
+        top.get("storage", {"plugin": "memory"}), "storage", "storage", registry, errors
+    )
+    sandbox = _choice(
+        top.get("sandbox", {"plugin": "noop"}), "sandbox", "sandbox", registry, errors
+    )
     logging = _logging(top.get("logging", {}), registry, errors)
-    policy = _error_policy(top.get("error_policy", {}), registry, errors)
+    policy, retry = _error_policy(top.get("error_policy", {}), registry, errors)
     tools = _tools(top.get("tools", {}), agent, registry, errors)
 
     grace = top.get("grace_period", 5.0)
@@ -631,8 +675,11 @@ def load_config(
 
     if errors:
         raise ConfigFileError(source, errors)
-    assert agent is not None and storage is not None and sandbox is not None
-    assert logging is not None and policy is not None
+    assert agent is not None
+    assert storage is not None
+    assert sandbox is not None
+    assert logging is not None
+    assert policy is not None
     return HarnessConfig(
         path=file,
         agent_ref=top["agent"],
@@ -649,22 +696,31 @@ def load_config(
         strict_plugins=strict,
         autoload_plugins=autoload,
         grace_period=float(grace),
+        retry=retry,
     )
 
 
 def _check_model(
-    ref: str, path: str, namespaces: Mapping[str, str], registry: PluginRegistry | None, errors: list[str]
+    ref: str,
+    path: str,
+    namespaces: Mapping[str, str],
+    registry: PluginRegistry | None,
+    errors: list[str],
 ) -> None:
     namespace, sep, name = ref.partition("/")
     if not (sep and namespace and name):
         errors.append(f"{path}: model ref '{ref}' must look like '<provider>/<model>'")
     elif registry is not None and namespaces and namespace not in namespaces:
         known = ", ".join(sorted(namespaces))
-        errors.append(f"{path}: no configured provider serves '{namespace}/' (configured namespaces: {known})")
+        errors.append(
+            f"{path}: no configured provider serves '{namespace}/' (configured namespaces: {known})"
+        )
 
 
 def _logging(raw: Any, registry: PluginRegistry | None, errors: list[str]) -> LoggingChoice | None:
-    table = _table(raw, "logging", {"level": str, "sinks": list, "redact": list, "redact_keys": list}, errors)
+    table = _table(
+        raw, "logging", {"level": str, "sinks": list, "redact": list, "redact_keys": list}, errors
+    )
     if table is None:
         return None
     ok = True
@@ -685,16 +741,19 @@ def _logging(raw: Any, registry: PluginRegistry | None, errors: list[str]) -> Lo
         at = f"logging.sinks[{index}]"
         if isinstance(entry, str):
             entry = {"plugin": entry}
-        spec = _table(entry, at, {"plugin": str, "level": str, "options": dict}, errors, required=("plugin",))
+        spec = _table(
+            entry, at, {"plugin": str, "level": str, "options": dict}, errors, required=("plugin",)
+        )
         if spec is None or "plugin" not in spec:
             ok = False
             continue
         sink_level = spec.get("level", level)
-        try:
-            parse_level(sink_level)
-        except ValueError as exc:
-            errors.append(f"{at}.level: {exc}")
-            ok = False
+        if "level" in spec:
+            try:
+                parse_level(sink_level)
+            except ValueError as exc:
+                errors.append(f"{at}.level: {exc}")
+                ok = False
         options = spec.get("options", {})
         if registry is None:
             continue
@@ -710,26 +769,34 @@ def _logging(raw: Any, registry: PluginRegistry | None, errors: list[str]) -> Lo
     return LoggingChoice(level, tuple(sinks), words["redact"], words["redact_keys"])
 
 
-def _error_policy(raw: Any, registry: PluginRegistry | None, errors: list[str]) -> ErrorPolicy | None:
+def _error_policy(
+    raw: Any, registry: PluginRegistry | None, errors: list[str]
+) -> tuple[ErrorPolicy | None, PluginChoice | None]:
+    """The error policy and the retry policy it resolves to."""
     if not isinstance(raw, dict):
         errors.append(f"error_policy: expected a table, got {_type_name(raw)}")
-        return None
+        return None, None
     try:
         policy = structure_strictly(raw, ErrorPolicy, root="error_policy")
     except ValidationFailed as exc:
         errors.extend(_split_unknown(exc.errors))
-        return None
+        return None, None
     if registry is None:
-        return policy
+        return policy, None
     name = policy.retry.policy
     if name is None:
         first = registry.first("retry_policy")
         name = first.name if first else "none"
     reg = _registration(registry, "retry_policy", name, "error_policy.retry.policy", errors)
     if reg is None:
-        return None
-    ok, _ = _settings(reg, dict(policy.retry.model), "error_policy.retry.model", errors)
-    return policy if ok else None
+        return None, None
+    options = dict(policy.retry.model)
+    ok, settings = _settings(reg, options, "error_policy.retry.model", errors)
+    return (
+        (policy, PluginChoice(reg.name, options, settings, reg.distribution))
+        if ok
+        else (None, None)
+    )
 
 
 def _tools(
@@ -806,25 +873,27 @@ def render_toml(data: Mapping[str, Any]) -> str:
 
 
 def _is_table_array(value: Any) -> bool:
-    return isinstance(value, list | tuple) and bool(value) and all(isinstance(v, Mapping) for v in value)
+    return (
+        isinstance(value, list | tuple)
+        and bool(value)
+        and all(isinstance(v, Mapping) for v in value)
+    )
 
 
 def _emit_table(data: Mapping[str, Any], prefix: list[str], lines: list[str]) -> None:
     plain = {k: v for k, v in data.items() if v is not None}
+    nested = {
+        k: v for k, v in plain.items() if (isinstance(v, Mapping) and v) or _is_table_array(v)
+    }
     for key, value in plain.items():
-        if not isinstance(value, Mapping) and not _is_table_array(value):
+        if key not in nested:
             lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, value in plain.items():
-        if isinstance(value, Mapping):
+    for key, value in nested.items():
+        header = ".".join(_toml_key(k) for k in [*prefix, key])
+        for item in value if _is_table_array(value) else [value]:
             lines.append("")
-            lines.append(f"[{'.'.join(_toml_key(k) for k in [*prefix, key])}]")
-            _emit_table(value, [*prefix, key], lines)
-    for key, value in plain.items():
-        if _is_table_array(value):
-            for item in value:
-                lines.append("")
-                lines.append(f"[[{'.'.join(_toml_key(k) for k in [*prefix, key])}]]")
-                _emit_table(item, [*prefix, key], lines)
+            lines.append(f"[[{header}]]" if _is_table_array(value) else f"[{header}]")
+            _emit_table(item, [*prefix, key], lines)
 
 
 def _toml_key(key: str) -> str:

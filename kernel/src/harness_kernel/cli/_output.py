@@ -1,0 +1,145 @@
+"""Terminal output: tables, times, and the rendering of a run's events as they happen."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from .._records import (
+    ApprovalRequested,
+    ApprovalResolved,
+    Event,
+    MessageAdded,
+    RunFinished,
+    RunResult,
+    ToolFinished,
+    ToolStarted,
+)
+from ..codec import encode_run_result
+
+__all__ = ["EventPrinter", "clock", "print_json", "table", "short"]
+
+
+def clock(ts: float | None) -> str:
+    """A UTC timestamp to the second: ``2025-01-31T12:00:05Z``."""
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """One line of at most ``limit`` characters (JSON for non-strings)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+    """Left-aligned columns separated by two spaces; the last column is not padded."""
+    cells = [
+        [str(c) for c in headers],
+        *[["-" if c is None else str(c) for c in row] for row in rows],
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        line = "  ".join(
+            cell.ljust(widths[i]) if i < len(row) - 1 else cell for i, cell in enumerate(row)
+        )
+        out.write(line.rstrip() + "\n")
+
+
+def print_json(value: Any, out: TextIO | None = None) -> None:
+    stream = out or sys.stdout
+    stream.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+    stream.flush()
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    return encode_run_result(result)
+
+
+class EventPrinter:
+    """Shows a run as it happens: the answer streamed to ``out``, tool activity to
+    ``notes`` (the same stream in the chat, stderr for ``send``).
+
+    Feed it every item of a ``RunStream`` (or the durable events of a store
+    subscription, for a run continued after an approval).
+    """
+
+    def __init__(self, agent: str, out: TextIO, notes: TextIO, *, prefix: bool = True) -> None:
+        self.agent = agent
+        self.out = out
+        self.notes = notes
+        self.prefix = prefix
+        self._in_text = False
+        self._streamed = False
+
+    def _end_text(self) -> None:
+        if self._in_text:
+            self.out.write("\n")
+            self.out.flush()
+            self._in_text = False
+
+    def note(self, text: str) -> None:
+        self._end_text()
+        self.notes.write(f"  {text}\n")
+        self.notes.flush()
+
+    def text(self, fragment: str) -> None:
+        if not self._in_text:
+            if self.prefix:
+                self.out.write(f"{self.agent}> ")
+            self._in_text = True
+        self.out.write(fragment)
+        self.out.flush()
+
+    def finish(self) -> None:
+        """End the current line (call when the run's stream ended)."""
+        self._end_text()
+
+    def feed(self, item: Any) -> None:
+        kind = getattr(item, "type", None)
+        if kind == "text.delta":
+            self._streamed = True
+            self.text(item.text)
+        elif kind == "tool_call.start":
+            self._end_text()
+        elif isinstance(item, Event):
+            self._event(item)
+
+    def _event(self, event: Event) -> None:
+        payload = event.payload
+        if isinstance(payload, MessageAdded):
+            message = payload.message
+            if message.role == "assistant":
+                # Text already streamed as deltas is not shown twice.
+                if message.text and not self._streamed:
+                    self.text(message.text)
+                self._end_text()
+                self._streamed = False
+        elif isinstance(payload, ToolStarted):
+            self.note(f"[tool] {payload.name} {short(dict(payload.arguments), 160)}")
+        elif isinstance(payload, ToolFinished):
+            label = "done" if payload.outcome == "ok" else payload.outcome
+            self.note(f"[{label}] {payload.name}: {short(payload.result.content, 160)}")
+        elif isinstance(payload, ApprovalRequested):
+            self.note(f"[approval needed] {payload.tool} {short(dict(payload.arguments), 160)}")
+        elif isinstance(payload, ApprovalResolved):
+            verdict = (
+                "approved" if payload.approved else f"denied: {payload.reason or 'no reason given'}"
+            )
+            remembered = f" (always for this {payload.remember})" if payload.remember else ""
+            self.note(f"[{verdict}]{remembered}")
+        elif isinstance(payload, RunFinished):
+            self._end_text()
+            if payload.status == "failed" and payload.error is not None:
+                self.note(f"[run failed] {payload.error.message} ({payload.error.code})")
+            elif payload.status == "aborted":
+                self.note("[run aborted]")
+
+
+def describe_labels(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
