@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness_kernel.testing import check_storage, run_storage_state_machine
-
 from harness_kernel_file import FileStorage
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness_kernel.testing import check_storage, run_storage_state_machine
 
+from harness_kernel.testing import check_storage, run_storage_state_machine
 from harness_kernel_sqlite import SqliteStorage
 
 
