@@ -7,8 +7,6 @@ from typing import Literal
 
 import attrs
 
-from harness_kernel.errors import ConfigError
-
 __all__ = ["DEFAULT_PATH", "LocalSandboxOptions"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -44,24 +42,24 @@ class LocalSandboxOptions:
     bwrap: str = "bwrap"
     """The bubblewrap program: a name looked up on the host's PATH, or a path."""
 
-    def check(self, where: str = "sandbox.options") -> None:
-        """Raise ``ConfigError`` naming the first invalid value."""
+    def __attrs_post_init__(self) -> None:
+        # ValueError: the kernel reports it with the options' path when it validates a table.
         if not self.root:
-            raise ConfigError(f"{where}.root: must not be empty")
+            raise ValueError("root: must not be empty")
         for index, name in enumerate(self.env_allow):
             if not _ENV_NAME.match(name):
-                raise ConfigError(f"{where}.env_allow[{index}]: {name!r} is not a variable name")
+                raise ValueError(f"env_allow[{index}]: {name!r} is not a variable name")
         for name, value in self.env.items():
             if not _ENV_NAME.match(name):
-                raise ConfigError(f"{where}.env: {name!r} is not a variable name")
+                raise ValueError(f"env: {name!r} is not a variable name")
             if "\x00" in value:
-                raise ConfigError(f"{where}.env.{name}: contains a NUL byte")
+                raise ValueError(f"env.{name}: contains a NUL byte")
         if self.max_output_bytes < 1024:
-            raise ConfigError(f"{where}.max_output_bytes: must be at least 1024")
+            raise ValueError("max_output_bytes: must be at least 1024")
         if self.max_file_bytes < 1:
-            raise ConfigError(f"{where}.max_file_bytes: must be positive")
+            raise ValueError("max_file_bytes: must be positive")
         if self.default_timeout is not None and not self.default_timeout > 0:
-            raise ConfigError(f"{where}.default_timeout: must be a positive number of seconds")
+            raise ValueError("default_timeout: must be a positive number of seconds")
         for index, path in enumerate(self.ro_binds):
             if not path.startswith("/"):
-                raise ConfigError(f"{where}.ro_binds[{index}]: {path!r} must be an absolute path")
+                raise ValueError(f"ro_binds[{index}]: {path!r} must be an absolute path")

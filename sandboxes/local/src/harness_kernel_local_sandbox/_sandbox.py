@@ -63,7 +63,6 @@ class LocalSandbox(Sandbox):
 
     def __init__(self, options: LocalSandboxOptions | None = None) -> None:
         options = options if options is not None else LocalSandboxOptions()
-        options.check()
         self.options = options
         root = os.path.abspath(os.path.expanduser(options.root))
         try:
