@@ -73,7 +73,7 @@ class Status:
 
 @attrs.frozen
 class Broken:
-    """A stream that fails after ``after`` events of ``reply``.
+    """A stream of ``reply`` that fails right after its ``texts``-th text delta.
 
     ``how``: ``"reset"`` (TCP RST), ``"close"`` (FIN inside the body), ``"truncate"``
     (the body ends cleanly without the final event), ``"malformed"`` (a chunk of
@@ -83,7 +83,7 @@ class Broken:
 
     reply: Reply
     how: Literal["reset", "close", "truncate", "malformed", "hang"]
-    after: int = 3
+    texts: int = 2
     wait: trio.Event | None = None
 
 
@@ -312,10 +312,20 @@ class ScriptedAPI:
         else:
             await self._broken(exchange, answer, serial)
 
+    def _cut(self, events: list[bytes], texts: int) -> int:
+        marker = b'"delta":{"content":' if self.wire == "openai" else b'"text_delta"'
+        seen = 0
+        for index, event in enumerate(events):
+            seen += marker in event
+            if seen == texts:
+                return index + 1
+        raise AssertionError(f"the reply has fewer than {texts} text deltas")
+
     async def _broken(self, exchange: Exchange, answer: Broken, serial: int) -> None:
         events = self.events(answer.reply, serial)
+        cut = self._cut(events, answer.texts)
         await exchange.start(200, self.headers)
-        for event in events[: answer.after]:
+        for event in events[:cut]:
             await exchange.write(event)
             if self.chunk_delay:
                 await trio.sleep(self.chunk_delay)
@@ -331,6 +341,6 @@ class ScriptedAPI:
             await exchange.hang()
         else:
             await exchange.write(_MALFORMED[self.wire])
-            for event in events[answer.after :]:
+            for event in events[cut:]:
                 await exchange.write(event)
             await exchange.end()

@@ -66,8 +66,9 @@ MASK = "[redacted]"
 
 # Strings shaped like API keys, or like a key an API masked for display
 # ("sk-abc...", "4f9bb533****cc24"): never repeated in an error message.
+# The lookbehind anchors a match at the start of a token: linear time on long input.
 _KEY_SHAPES = re.compile(
-    r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{12,}|[A-Za-z0-9_\-]*\*{4,}[A-Za-z0-9_\-]*"
+    r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{12,}|(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]*\*{4,}[A-Za-z0-9_\-]*"
 )
 _CONTEXT_CODES = {"context_length_exceeded", "context_window_exceeded", "string_above_max_length"}
 _CONTEXT_TEXT = re.compile(
@@ -88,8 +89,11 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` without the given secrets and without key-shaped strings, cut to a sane length."""
     for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, MASK)
-    text = _KEY_SHAPES.sub(MASK, text)
-    if len(text) > MESSAGE_LIMIT:
+    cut = len(text) > MESSAGE_LIMIT
+    # Past the limit plus a margin nothing is shown; a key shape straddling the limit
+    # still lies whole inside the margin and is masked before the final cut.
+    text = _KEY_SHAPES.sub(MASK, text[: MESSAGE_LIMIT + 200])
+    if cut or len(text) > MESSAGE_LIMIT:
         text = text[: MESSAGE_LIMIT - 3] + "..."
     return text
 
