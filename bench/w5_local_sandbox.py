@@ -1,0 +1,107 @@
+"""W5: the local sandbox and the file/shell kits.
+
+Per isolation level (bwrap only when it works on this host): the latency of running
+`true` (50 runs), of a 4 KiB write + read round trip (200 runs), and the wall time of a
+command printing 100 MB (capped to 1 MiB per stream). Then the `grep` tool over 500
+files of 200 lines through the sandbox, and the peak RSS of the whole script.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+
+import trio
+
+from harness_kernel import ToolContext
+from harness_kernel.contracts import SessionInfo
+from harness_kernel.errors import ConfigError
+from harness_kernel_local_sandbox import LocalSandbox, LocalSandboxOptions
+from harness_kernel_tools import files_kit
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def timed(runs: int, action) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await action()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+async def level(isolation: str, rows: list[tuple[str, str]]) -> None:
+    root = tempfile.mkdtemp(prefix="w5-")
+    try:
+        try:
+            sandbox = LocalSandbox(LocalSandboxOptions(root=root, isolation=isolation))
+        except ConfigError as exc:
+            rows.append((f"{isolation}: unavailable", str(exc).split(":")[1].strip()[:60]))
+            return
+        box = await sandbox.open(SessionInfo("w5", "bench"))
+        execs = await timed(50, lambda: box.exec(["true"]))
+        rows.append((f"{isolation}: exec true p50 / p95 ms", f"{statistics.median(execs):.2f} / {percentile(execs, 0.95):.2f}"))
+        data = b"x" * 4096
+
+        async def round_trip() -> None:
+            await box.write_file("f.bin", data)
+            assert await box.read_file("f.bin") == data
+
+        files = await timed(200, round_trip)
+        rows.append((f"{isolation}: 4 KiB write+read p50 / p95 ms", f"{statistics.median(files):.2f} / {percentile(files, 0.95):.2f}"))
+        started = time.perf_counter()
+        result = await box.exec("head -c 104857600 /dev/zero")
+        elapsed = time.perf_counter() - started
+        assert result.stdout_truncated
+        rows.append((f"{isolation}: 100 MB of output, wall s (kept)", f"{elapsed:.2f} ({len(result.stdout)} chars)"))
+        await sandbox.destroy("w5")
+        await sandbox.aclose()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def grep_bench(rows: list[tuple[str, str]]) -> None:
+    root = tempfile.mkdtemp(prefix="w5-grep-")
+    try:
+        sandbox = LocalSandbox(LocalSandboxOptions(root=root))
+        box = await sandbox.open(SessionInfo("grep", "bench"))
+        line = "the quick brown fox jumps over the lazy dog\n"
+        for index in range(500):
+            extra = f"needle {index}\n" if index % 50 == 0 else ""
+            await box.write_file(f"src/d{index % 10}/f{index}.txt", line * 199 + extra)
+        grep = {t.name: t for t in files_kit()}["grep"]
+        ctx = ToolContext(
+            session_id="grep", run_id="r", call_id="c", tool_name="grep", sandbox=box,
+            resources={}, labels={}, state=None, log=None,
+        )
+        started = time.perf_counter()
+        output = await grep.invoke(ctx, grep.validate({"pattern": r"needle \d+"}))
+        elapsed = time.perf_counter() - started
+        rows.append(("grep tool: 500 files x 200 lines, ms (matches)", f"{elapsed * 1000:.0f} ({len(output.splitlines())})"))
+        await sandbox.aclose()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def main() -> None:
+    rows: list[tuple[str, str]] = []
+    for isolation in ("none", "bwrap"):
+        await level(isolation, rows)
+    await grep_bench(rows)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows.append(("peak RSS of the script, MiB", f"{rss:.0f}"))
+    width = max(len(name) for name, _ in rows)
+    print(f"{'measure'.ljust(width)}  value")
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+
+
+if __name__ == "__main__":
+    trio.run(main)
