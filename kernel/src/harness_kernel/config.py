@@ -478,8 +478,9 @@ def _import(ref: str, base_dir: Path, path: str, errors: list[str], *, attribute
             )
         return None
     except Exception as exc:
+        message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         errors.append(
-            f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {exc}{_where(exc)}"
+            f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {message}{_where(exc)}"
         )
         return None
     for part in attr.split(".") if attr else ():
@@ -565,12 +566,13 @@ _TOP: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def _read(path: Path) -> dict[str, Any]:
-    source = str(path)
+def _read(path: Path, source: str) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigFileError(source, ["no such file (pass --config PATH or create it)"]) from None
+        raise ConfigFileError(
+            source, [f"no such file: {path} (pass --config PATH or create it)"]
+        ) from None
     except IsADirectoryError:
         raise ConfigFileError(source, ["is a directory, not a TOML file"]) from None
     except OSError as exc:
@@ -593,8 +595,8 @@ def load_config(
     """Read, interpolate and validate a config file; ``ConfigFileError`` lists every
     problem. ``environ`` replaces ``os.environ`` for interpolation."""
     file = Path(path).expanduser().absolute()
-    data = _read(file)
     source = str(path)
+    data = _read(file, source)
     env = dict(os.environ if environ is None else environ)
     env[CONFIG_DIR_VARIABLE] = str(file.parent)
     errors: list[str] = []
