@@ -9,6 +9,7 @@ import pytest
 
 from harness_kernel_file import encode_id
 from tests.storage_common.backends import dump_spec
+from tests.storage_common.conflict import two_stores_one_session
 from tests.storage_common.crash import kill_loop
 from tests.storage_common.fencing import assert_fenced, race_two_processes
 
@@ -37,3 +38,8 @@ async def test_a_writer_killed_at_random_moments_leaves_a_whole_log(tmp_path: Pa
         dump_spec("file", root=str(root)), "crash-1", tmp_path, after_each=no_garbage_left
     )
     assert result["acked"] > 0, "the child never got an append through"
+
+
+async def test_a_store_that_lost_a_race_fails_the_run_and_recovers(tmp_path: Path) -> None:
+    """Two stores on one root: the stale one's run fails with session.conflict, then works."""
+    await two_stores_one_session("file", {"root": str(tmp_path)})

@@ -2,7 +2,8 @@
 
 Usage: ``python -m tests.storage_common.appender SPEC SESSION_ID WRITER COUNT``. Prints
 ``ready``, waits for a line on stdin (so rivals start together), then appends one event
-at a time: read ``last_seq``, append at it, and on ``Conflict`` reload and try again.
+at a time at the last seq it knows, and on ``Conflict`` reloads ``last_seq`` and tries
+again.
 Each event's text is ``<writer>-<i>``. Prints ``done <conflicts>`` at the end.
 """
 
@@ -25,15 +26,17 @@ async def main(spec: str, session_id: str, writer: str, count: int) -> None:
     print("ready", flush=True)
     await trio.to_thread.run_sync(sys.stdin.readline)
     conflicts = 0
+    last = await storage.last_seq(session_id)
     try:
         for i in range(count):
             while True:
-                last = await storage.last_seq(session_id)
                 try:
                     await storage.append(session_id, [Event(last + 1, user_message(f"{writer}-{i}"), time.time())], last)
+                    last += 1
                     break
                 except Conflict:
                     conflicts += 1
+                    last = await storage.last_seq(session_id)
     finally:
         await storage.aclose()
     print(f"done {conflicts}", flush=True)

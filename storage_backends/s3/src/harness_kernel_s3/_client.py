@@ -135,7 +135,9 @@ class S3Client:
         """``client.<operation>(Bucket=bucket, **params)`` in a worker thread, retried.
 
         ``then(response)`` runs in the same thread (reading a body is blocking I/O too)
-        and is retried with it. Raises the last ``ClientError``/``BotoCoreError``.
+        and is retried with it. Raises the last ``ClientError``/``BotoCoreError``, with
+        an ``attempts`` attribute: a conditional write refused after a retry may have been
+        refused because its own first attempt succeeded.
         """
         client = await self._boto()
         method = getattr(client, operation)
@@ -151,6 +153,7 @@ class S3Client:
                 return await trio.to_thread.run_sync(run, limiter=self._limiter)
             except (ClientError, BotoCoreError) as exc:
                 if attempt >= self.max_attempts or not is_retryable(exc):
+                    exc.attempts = attempt  # type: ignore[union-attr]  # read by conditional writers
                     raise
             await trio.sleep(self.delay(attempt))
 

@@ -73,7 +73,7 @@ class _Head:
     generation: str
     last_seq: int  # a seq known to end a batch
     segment_end: int  # the end of the segment chain, as far as known
-    tail: list[Event] | None  # every event in (segment_end, last_seq], when known
+    tail: list[Event]  # every event in (segment_end, last_seq]
 
 
 @attrs.frozen
@@ -218,21 +218,37 @@ class S3Storage(SessionStorage):
         )
         return [(int(m.group(1)), key) for key in keys if (m := _BATCH.search(key))]
 
-    async def _find_last(self, enc: str, generation: str, head: _Head | None) -> tuple[int, int]:
-        """``(last seq, segment chain end)`` as S3 has it now."""
-        if head is not None:
-            base, segment_end = head.last_seq, head.segment_end
-        else:
+    async def _catch_up(self, session_id: str, enc: str, generation: str) -> _Head:
+        """Bring this process's view of the log up to what S3 has now.
+
+        Lists the batches after the last known batch end and fetches them, so the tail
+        stays known and compaction can go on; a cold view starts at the segment chain's
+        end. Cost: one LIST plus one GET per batch other writers added.
+        """
+        head = self._head(session_id, generation)
+        if head is None:
             chain = await self._segments(enc, generation)
-            base = 0
-            while base + 1 in chain:
-                base = chain[base + 1].last
-            segment_end = base
+            end = 0
+            while end + 1 in chain:
+                end = chain[end + 1].last
+            head = _Head(generation, end, end, [])
+            self._heads[session_id] = head
+        base = head.last_seq
         batches = await self._batches_after(enc, generation, base)
         if not batches:
-            return base, segment_end
-        response = await self._call("head_object", Key=batches[-1][1])
-        return int(response["Metadata"]["last"]), segment_end
+            return head
+        parts = await self._get_many([key for _, key in batches], _read_events)
+        events: list[Event] = []
+        for part in parts:
+            if part is None:
+                raise StorageError(f"an object of session '{session_id}' vanished while it was read")
+            events.extend(part)
+        if [e.seq for e in events] != list(range(base + 1, base + 1 + len(events))):
+            raise StorageError(f"the log of session '{session_id}' is not contiguous after seq {base}")
+        if self._heads.get(session_id) is head and head.last_seq == base:  # nobody advanced it meanwhile
+            head.last_seq = events[-1].seq
+            head.tail.extend(events)
+        return head
 
     async def _written_by(self, key: str, token: str) -> bool:
         """Whether the object at ``key`` was written by the attempt holding ``token``.
@@ -252,7 +268,7 @@ class S3Storage(SessionStorage):
         Best effort: the batches stay (they are the fence), a failure only delays it.
         """
         tail = head.tail
-        if tail is None or head.last_seq - head.segment_end < self._segment_events:
+        if head.last_seq - head.segment_end < self._segment_events:
             return
         first, last = head.segment_end + 1, head.last_seq
         key = f"{self._log_prefix(enc, head.generation)}segments/{seq_name(first)}-{seq_name(last)}.json"
@@ -343,12 +359,11 @@ class S3Storage(SessionStorage):
         generation = await self._generation(session_id, enc)
         head = self._head(session_id, generation)
         if head is None or head.last_seq != expected_seq:
-            last, segment_end = await self._find_last(enc, generation, head)
-            keep_tail = head is not None and head.last_seq == last and head.tail is not None
-            head = _Head(generation, last, segment_end, head.tail if keep_tail and head else None)
-            self._heads[session_id] = head
-            if last != expected_seq:
-                raise Conflict(f"session '{session_id}' is at seq {last}, not {expected_seq}")
+            # A known batch end beyond expected_seq already proves the log moved on.
+            if head is None or head.last_seq < expected_seq:
+                head = await self._catch_up(session_id, enc, generation)
+            if head.last_seq != expected_seq:
+                raise Conflict(f"session '{session_id}' is at seq {head.last_seq}, not {expected_seq}")
         if not events:
             return
         last = events[-1].seq
@@ -363,18 +378,14 @@ class S3Storage(SessionStorage):
         except (ClientError, BotoCoreError) as exc:
             if not is_precondition_failed(exc):
                 raise _failed("put_object", exc) from exc
-            if not await self._written_by(key, token):
-                self._heads.pop(session_id, None)
+            retried = getattr(exc, "attempts", 1) > 1
+            if not (retried and await self._written_by(key, token)):
                 raise Conflict(f"session '{session_id}' was appended to by another writer") from None
         head = self._head(session_id, generation)
         if head is not None and head.last_seq == expected_seq:
             head.last_seq = last
-            if head.tail is not None:
-                head.tail.extend(events)
+            head.tail.extend(events)
             await self._compact(session_id, enc, head)
-        else:
-            segment_end = head.segment_end if head is not None else 0
-            self._heads[session_id] = _Head(generation, last, segment_end, None)
 
     async def read(self, session_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         self._check_open()
@@ -421,11 +432,7 @@ class S3Storage(SessionStorage):
         self._check_open()
         enc = encode_id(session_id)
         generation = await self._generation(session_id, enc)
-        head = self._head(session_id, generation)
-        last, segment_end = await self._find_last(enc, generation, head)
-        if head is None or head.last_seq != last:
-            self._heads[session_id] = _Head(generation, last, segment_end, None)
-        return last
+        return (await self._catch_up(session_id, enc, generation)).last_seq
 
     async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
         self._check_open()
