@@ -21,10 +21,15 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from harness_kernel import Message, ModelRequest, TextPart, ToolCallPart, ToolResultPart
+from harness_kernel.testing import Reply as KernelReply
+
 from .loopback import Exchange
 
 __all__ = [
     "Broken",
+    "model_request_from_wire",
+    "reply_from_kernel",
     "Call",
     "Hang",
     "Raw",
@@ -344,3 +349,49 @@ class ScriptedAPI:
             for event in events[cut:]:
                 await exchange.write(event)
             await exchange.end()
+
+
+# -- the other way round: a wire request as the kernel's ModelRequest ---------------------
+
+
+def model_request_from_wire(wire: Wire, body: Any) -> ModelRequest:
+    """Read a request body back into a ``ModelRequest``, so a server can run a scripted
+    model written against the kernel's types (the quickstart's, for one)."""
+    messages: list[Message] = []
+    system = ""
+    if wire == "openai":
+        for m in body["messages"]:
+            if m["role"] == "system":
+                system = m["content"]
+            elif m["role"] == "tool":
+                messages.append(Message("tool", (ToolResultPart(m["tool_call_id"], m["content"]),)))
+            elif m["role"] == "assistant":
+                parts: list[Any] = [TextPart(m["content"])] if m.get("content") else []
+                parts += [
+                    ToolCallPart(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
+                    for c in m.get("tool_calls") or ()
+                ]
+                messages.append(Message("assistant", tuple(parts)))
+            else:
+                messages.append(Message.user(m["content"]))
+    else:
+        system = body.get("system", "")
+        for turn in body["messages"]:
+            texts: list[Any] = []
+            for block in turn["content"]:
+                if block["type"] == "tool_result":
+                    result = ToolResultPart(block["tool_use_id"], block["content"], block.get("is_error", False))
+                    messages.append(Message("tool", (result,)))
+                elif block["type"] == "tool_use":
+                    texts.append(ToolCallPart(block["id"], block["name"], block["input"]))
+                else:
+                    texts.append(TextPart(block["text"]))
+            if texts:
+                messages.append(Message(turn["role"], tuple(texts)))
+    return ModelRequest(body["model"], tuple(messages), system=system)
+
+
+def reply_from_kernel(reply: KernelReply) -> Reply:
+    """A ``harness_kernel.testing.Reply`` as this module's ``Reply``."""
+    calls = [Call(c.name, c.arguments, c.call_id) for c in reply.tool_calls]
+    return Reply(reply.text, calls=calls)

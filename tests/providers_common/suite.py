@@ -11,8 +11,11 @@ conformance kit, and an agent whose tools run end to end.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import trio
@@ -30,7 +33,17 @@ from harness_kernel.testing import check_provider
 
 from .events import collect, request
 from .loopback import LoopbackServer
-from .scripted import Broken, Call, Hang, Reply, ScriptedAPI, Status, Wire
+from .scripted import (
+    Broken,
+    Call,
+    Hang,
+    Reply,
+    ScriptedAPI,
+    Status,
+    Wire,
+    model_request_from_wire,
+    reply_from_kernel,
+)
 
 __all__ = ["AGENT", "KEY", "ProviderSuite"]
 
@@ -47,6 +60,16 @@ async def lookup(word: str) -> str:
 
 AGENT = define_agent(name="dictionary", instructions="You look words up before answering.", tools=[lookup])
 RETRY = {"attempts": 3, "base_delay": 0.5, "max_delay": 30.0}
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "notes_agent.py"
+
+
+def _quickstart() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("quickstart_notes_agent", QUICKSTART)
+    assert spec is not None, f"no quickstart agent at {QUICKSTART}"
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class ProviderSuite:
@@ -341,6 +364,31 @@ class ProviderSuite:
         calls = self.tool_calls_sent(second)
         assert [(name, args) for _, name, args in calls] == [("lookup", {"word": "trio"}), ("lookup", {"word": "httpx"})]
         assert [call_id for call_id, _ in self.tool_results(second)] == [call_id for call_id, _, _ in calls]
+
+    async def test_the_quickstart_agent_runs_end_to_end(self, loopback: LoopbackServer) -> None:
+        """The quickstart's notes agent over the real wire: the server answers with the
+        quickstart's own scripted model (reading the request the provider sent), the
+        save_note call waits for approval, runs once approved, and the notes are
+        remembered on the next turn."""
+        quickstart = _quickstart()
+        self.serve(loopback, lambda body: reply_from_kernel(quickstart.notes_model(model_request_from_wire(self.wire, body))))
+        async with create_session_store(
+            agent=quickstart.agent,
+            providers=[{"plugin": self.plugin, "options": self.options(loopback)}],
+            default_model=self.ref,
+        ) as store:
+            hello = await store.send("user-1", "hello")
+            assert hello.text == "Hello! I keep notes for you. Ask me to remember something."
+            parked = await store.send("user-1", "remember to buy milk")
+            assert parked.status == "waiting_approval"
+            (pending,) = store.pending_approvals("user-1")
+            assert (pending.tool, dict(pending.arguments)) == ("save_note", {"title": "reminder", "text": "to buy milk"})
+            done = await store.approve("user-1", pending.approval_id)
+            assert done is not None
+            assert (done.status, done.text) == ("completed", "Done: saved note 'reminder' (11 characters). Anything else?")
+            recall = await store.send("user-1", "what do I have?")
+            assert recall.text == "You have 1 note(s): saved note 'reminder' (11 characters)."
+        assert loopback.requests[0].json["model"] == self.model
 
     async def test_model_errors_are_provider_errors(self, loopback: LoopbackServer) -> None:
         """An unknown model is a ProviderError that is not retryable (no second request)."""
