@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from .._plugins import KINDS, PluginRegistry, Registration
+from ..errors import HarnessError
 
 __all__ = ["field_docs", "options_reference", "type_label"]
 
@@ -91,25 +92,34 @@ def type_label(tp: Any) -> str:
 
 
 def _default(field: attrs.Attribute[Any]) -> str:
+    from ..config import _toml_value
+
     default = field.default
     if default is attrs.NOTHING:
         return "required"
     factory = getattr(default, "factory", None)
     if factory is not None:
-        if factory in (dict, list, tuple, set):
-            return f"`{ {dict: '{}', list: '[]', tuple: '[]', set: '[]'}[factory] }`"
-        return "(computed)"
+        if getattr(default, "takes_self", False):
+            return "(computed)"
+        try:
+            default = factory()
+        except Exception:
+            return "(computed)"
     if default is None:
         return "unset"
-    if isinstance(default, bool):
-        return f"`{str(default).lower()}`"
-    if isinstance(default, str):
-        return f'`"{default}"`'
-    return f"`{default!r}`"
+    try:
+        return f"`{_toml_value(default)}`"
+    except HarnessError:
+        return f"`{default!r}`"
+
+
+def _markdown(text: str) -> str:
+    """reStructuredText double-backtick literals become Markdown code spans."""
+    return text.replace("``", "`")
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _markdown(text).replace("|", "\\|").replace("\n", " ")
 
 
 def options_table(cls: type) -> list[str]:
@@ -133,7 +143,7 @@ def _summary(reg: Registration) -> str:
         doc = inspect.getdoc(candidate) if candidate is not None else None
         if doc and not (isinstance(candidate, type) and doc.startswith(f"{candidate.__name__}(")):
             first = doc.strip().split("\n\n")[0]
-            return " ".join(first.split())
+            return _markdown(" ".join(first.split()))
     return ""
 
 
