@@ -369,7 +369,7 @@ async def test_aborting_a_tool_mid_run_answers_its_call() -> None:
             await session.abort()
         events = await store.storage.read("s1")
     finished = [e.payload for e in events if e.type == "tool.finished"]
-    assert [(f.outcome, f.result.content) for f in finished] == [("error", "cancelled: the run was aborted while this tool was running")]
+    assert [(f.outcome, f.result.content) for f in finished] == [("error", "cancelled: the run was aborted while this tool was running (its effects may be partial)")]
     assert events[-1].payload.status == "aborted"
 
 

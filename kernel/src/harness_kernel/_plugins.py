@@ -133,11 +133,17 @@ class PluginRegistry:
         allowed = _env_allow_list() if allow is None else set(allow)
         if autoload:
             self._load_entry_points(allowed)
-        for index, plugin in enumerate(plugins):
+        # pluggy calls the last registered first and the first registration of a name
+        # wins: registering the host's objects in reverse makes the first listed win, and
+        # all of them win over installed plugins (the host chose them explicitly).
+        for index, plugin in reversed(list(enumerate(plugins))):
             name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}#{index}"
             if self.pm.is_registered(plugin):
                 continue
-            self.pm.register(plugin, name=name)
+            try:
+                self.pm.register(plugin, name=name)
+            except (pluggy.PluginValidationError, ValueError) as exc:
+                raise PluginError(f"plugin object {name!r} is invalid: {exc}") from exc
             self._dists[name] = (None, None)
         try:
             self.pm.check_pending()

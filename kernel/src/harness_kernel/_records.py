@@ -178,7 +178,7 @@ class RunSummary:
     """One run as recorded in the log; what ``Session.runs()`` lists."""
 
     run_id: str
-    status: str  # a RunStatus, or "running" while the run is active
+    status: str  # a RunStatus, or "running" while the run works
     started_at: float
     first_seq: int
     finished_at: float | None = None
@@ -187,6 +187,7 @@ class RunSummary:
     mode: str | None = None
     usage: Usage = Usage()
     error: ErrorInfo | None = None
+    steps: int = 0
 
 
 @attrs.frozen

@@ -304,10 +304,16 @@ def _policy_decision(session: Session, tool: Tool, arguments: dict[str, Any]) ->
     if f"tool:{tool.name}" in grants or (tool.category and f"category:{tool.category}" in grants):
         return "auto"
     mode = agent.mode(session.mode)
-    if mode is not None and mode.approval is not None:
-        policy = mode.approval
-        return policy(arguments) if callable(policy) else policy
-    return tool.decide(arguments)
+    policy = mode.approval if mode is not None and mode.approval is not None else tool.approval
+    try:
+        decision = policy(arguments) if callable(policy) else policy
+    except Exception as exc:
+        session.runtime.log.error("approval_policy_failed", tool=tool.name, error=f"{type(exc).__name__}: {exc}")
+        return "deny"  # a policy that cannot decide must not let the call through
+    if decision not in ("auto", "ask", "deny"):
+        session.runtime.log.error("approval_policy_invalid", tool=tool.name, decision=repr(decision))
+        return "deny"
+    return str(decision)
 
 
 async def _settle_tool_calls(session: Session, run: ActiveRun, calls: list[ToolCallPart]) -> bool:
@@ -461,7 +467,9 @@ async def _close_open_calls(session: Session, run: ActiveRun | None, why: str) -
     """Give every unanswered tool call a result, so the history stays valid for models."""
     for call in _unresolved_calls(session):
         if call.call_id in session.started_tools:
-            await _finish_call(session, run, call, "error", f"cancelled: {why} while this tool was running")
+            await _finish_call(
+                session, run, call, "error", f"cancelled: {why} while this tool was running (its effects may be partial)"
+            )
         else:
             await _finish_call(session, run, call, "error", f"not run: {why}")
 
@@ -514,7 +522,9 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
             why = "the run was aborted" if status == "aborted" else "the run failed"
             await _close_open_calls(session, run, why)
             duration = (time.perf_counter() - run.started) * 1000
-            await session.append(run, RunFinished(status, run.usage, info, duration, run.steps))
+            summary = session.run_summary(run.id)
+            usage = summary.usage if summary is not None else run.usage
+            await session.append(run, RunFinished(status, usage, info, duration, run.steps))
         await session.save_record()
     except HarnessError as exc:
         rt.log.error("run_end_not_recorded", session_id=session.id, run_id=run.id, error=str(exc))
@@ -534,7 +544,7 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
         error=info,
         duration_ms=(time.perf_counter() - run.started) * 1000,
     )
-    if rt.hooks.has("run_finished"):
+    if rt.hooks.has("run_finished") and not parked:
         await rt.hooks.notify(
             "run_finished", session.disabled_hooks, session_id=session.id, run_id=run.id, result=run.result
         )

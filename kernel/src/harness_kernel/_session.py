@@ -288,6 +288,9 @@ class Session:
         self._display = reduce(self._display, event)
         if isinstance(payload, MessageAdded):
             self._add_message(payload.message)
+            if payload.message.role == "assistant" and run_id in self._runs:
+                summary = self._runs[run_id]
+                self._runs[run_id] = attrs.evolve(summary, steps=summary.steps + 1)
             if self._inbox and any(m.id == payload.message.id for _, m in self._inbox):
                 self._inbox = [(k, m) for k, m in self._inbox if m.id != payload.message.id]
         elif isinstance(payload, ToolFinished):
@@ -322,6 +325,7 @@ class Session:
                 self._suspensions.clear()
                 self._suspension_results.clear()
         elif isinstance(payload, ApprovalRequested):
+            self._mark_run(run_id, "waiting_approval")
             self._pending[payload.approval_id] = ApprovalHandle(
                 payload.approval_id, self.id, run_id or "", payload.call_id, payload.tool,
                 payload.arguments, payload.category, event.at, payload.expires_at,
@@ -330,13 +334,18 @@ class Session:
             handle = self._pending.pop(payload.approval_id, None)
             if handle is not None:
                 self._resolutions[handle.tool_call_id] = payload
+            if not self._pending and not self._suspensions:
+                self._mark_run(run_id, "running")
         elif isinstance(payload, SuspensionRequested):
+            self._mark_run(run_id, "suspended")
             self._suspensions[payload.call_id] = SuspensionHandle(
                 payload.call_id, self.id, run_id or "", payload.tool, payload.payload, event.at
             )
         elif isinstance(payload, SuspensionResolved):
             if self._suspensions.pop(payload.call_id, None) is not None:
                 self._suspension_results[payload.call_id] = payload
+            if not self._pending and not self._suspensions:
+                self._mark_run(run_id, "running")
         elif isinstance(payload, InputQueued):
             self._inbox.append((payload.kind, payload.message))
         elif isinstance(payload, GrantsChanged):
@@ -350,13 +359,19 @@ class Session:
             self._state_obj = None
         self._last_seq = event.seq
 
+    def _mark_run(self, run_id: str | None, status: str) -> None:
+        summary = self._runs.get(run_id) if run_id else None
+        if summary is not None and summary.finished_at is None:
+            self._runs[summary.run_id] = attrs.evolve(summary, status=status)
+
     def _snapshot(self, **changes: Any) -> SessionRecord:
-        if self._active:
-            status = "running"
-        elif self._suspensions:
+        # From the log, not from the run task: a record saved while a run parks must say so.
+        if self._suspensions:
             status = "suspended"
         elif self._pending:
             status = "waiting_approval"
+        elif self._open_run is not None:
+            status = "running"
         else:
             status = "idle"
         return attrs.evolve(
@@ -377,7 +392,7 @@ class Session:
         if self._closed:
             raise SessionClosed(f"session '{self.id}' is closed; get it again from the store")
 
-    async def append(self, run: ActiveRun | None, *payloads: EventPayload) -> list[Event]:
+    async def append(self, run: ActiveRun | None, *payloads: EventPayload, run_id: str | None = None) -> list[Event]:
         """Append events durably, then fold and publish them.
 
         On ``Conflict`` (another writer moved ahead) the tail is reloaded and
@@ -385,7 +400,7 @@ class Session:
         """
         async with self._write_lock:
             now = time.time()
-            run_id = run.id if run else None
+            run_id = run.id if run else run_id
             events = [
                 Event(self._last_seq + i, payload, now, run_id) for i, payload in enumerate(payloads, start=1)
             ]
@@ -483,6 +498,9 @@ class Session:
             self.check_open()
             run_id = self._open_run if trigger == "resume" and self._open_run else _new_run_id()
             run = ActiveRun(run_id, model_ref, self._mode, trigger, channel)
+            summary = self._runs.get(run_id)
+            if trigger == "resume" and summary is not None:
+                run.steps = summary.steps  # max_steps counts the whole run, not each stretch
             self._active = run
             await self._rt.nursery.start(drive, self, run, message)
         except RuntimeError as exc:  # the store's nursery is closing
@@ -546,12 +564,16 @@ class Session:
     async def _expire(self, approval_id: str, expires_at: float, scope: trio.CancelScope) -> None:
         with scope:
             await trio.sleep(max(0.0, expires_at - time.time()))
-            if approval_id in self._pending and not self._closed:
-                try:
-                    await self.deny(approval_id, "the approval timed out")
-                except HarnessError as exc:
-                    self._rt.log.warning("approval_expiry_failed", session_id=self.id, error=str(exc))
-        self._timers.pop(approval_id, None)
+        if self._timers.get(approval_id) is not scope:
+            return  # resolved meanwhile (its resolution cancelled this timer)
+        # Forget the timer first: resolving cancels the approval's timer, which must not
+        # be the scope this very task would continue the run in.
+        del self._timers[approval_id]
+        if approval_id in self._pending and not self._closed:
+            try:
+                await self.deny(approval_id, "the approval timed out")
+            except HarnessError as exc:
+                self._rt.log.warning("approval_expiry_failed", session_id=self.id, error=str(exc))
 
     def messages_of(self, run_id: str) -> tuple[Message, ...]:
         start = self._run_first_message.get(run_id, len(self._messages))
@@ -711,7 +733,7 @@ class Session:
             grant = self._grant_for(handle, remember)
             if grant not in self._grants:
                 payloads.append(GrantsChanged((*self._grants, grant)))
-        await self.append(None, *payloads)
+        await self.append(None, *payloads, run_id=handle.run_id or None)
         timer = self._timers.pop(approval_id, None)
         if timer is not None:
             timer.cancel()
@@ -768,7 +790,8 @@ class Session:
             dumps(_conv.unstructure(data))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"resume data must be JSON-serializable: {exc}") from None
-        await self.append(None, SuspensionResolved(call_id, _conv.unstructure(data)))
+        handle = self._suspensions[call_id]
+        await self.append(None, SuspensionResolved(call_id, _conv.unstructure(data)), run_id=handle.run_id or None)
         return await self._continue_parked()
 
     async def follow_up(self, message: str | Message) -> None:
@@ -840,10 +863,14 @@ class Session:
         await close_session(self._rt, self, "close")
 
     async def shutdown(self, reason: str) -> None:
-        """Abort the run, release the sandbox and mark the session closed (no store I/O)."""
+        """Abort active work, release the sandbox and mark the session closed.
+
+        A run parked on approvals or suspensions is durable state, not active work: it
+        stays parked in storage and continues after ``get_or_create`` in any process.
+        """
         if self._closed:
             return
-        if self._active is not None or self.parked:
+        if self._active is not None:
             await self.abort()
         self._closed = True
         for timer in self._timers.values():

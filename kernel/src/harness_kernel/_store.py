@@ -29,7 +29,7 @@ from .contracts import (
     SessionFilter,
     SessionStorage,
 )
-from .errors import ConfigError, SessionExists, StoreClosed
+from .errors import ConfigError, HarnessError, SessionExists, StoreClosed
 
 __all__ = ["SessionStore", "close_session", "create_session_store"]
 
@@ -40,11 +40,11 @@ SUBSCRIBER_BUFFER = 10_000
 class SessionStore:
     """Owns loaded sessions and the plugins they use. Create with ``create_session_store``."""
 
-    def __init__(self, runtime: Runtime, registry: PluginRegistry, owned: list[Any], sinks: list[LogSink]) -> None:
+    def __init__(self, runtime: Runtime, registry: PluginRegistry, owned: list[Any], built_sinks: list[LogSink]) -> None:
         self._rt = runtime
         self._registry = registry
         self._owned = owned
-        self._sinks = sinks
+        self._sinks = built_sinks
         self._sessions: dict[str, Session] = {}
         self._loading: dict[str, trio.Lock] = {}
         self._subscribers: list[trio.MemorySendChannel[StoreEvent]] = []
@@ -80,6 +80,7 @@ class SessionStore:
 
     @property
     def log_sinks(self) -> builtins.list[LogSink]:
+        """The sinks the store built from names (instances passed in stay the caller's)."""
         return list(self._sinks)
 
     @property
@@ -178,6 +179,11 @@ class SessionStore:
                         raise
                 else:
                     return await self._open(record, (), created=True)
+            if record.agent != self._rt.agent.name:
+                raise ConfigError(
+                    f"session '{session_id}' belongs to agent '{record.agent}', and this store "
+                    f"serves agent '{self._rt.agent.name}'"
+                )
             events = await self._rt.storage.read(session_id)
             return await self._open(record, events, created=False)
 
@@ -303,7 +309,7 @@ class SessionStore:
                     await component.aclose()
                 except Exception as exc:
                     self._rt.log.error("plugin_close_failed", component=type(component).__name__, error=str(exc))
-            for sink in self._sinks:
+            for sink in self._sinks:  # only the sinks the store built; instances are the caller's
                 try:
                     await sink.aclose()
                 except Exception:
@@ -314,7 +320,11 @@ async def close_session(runtime: Runtime, session: Session, reason: str) -> None
     """Unload ``session`` from its store: abort, release, forget, tell the hooks."""
     if session.closed:
         return
-    await session.shutdown(reason)
+    try:
+        await session.shutdown(reason)
+    except HarnessError as exc:
+        # Closing must not fail because the last write of an aborted run was refused.
+        runtime.log.error("session_close_incomplete", session_id=session.id, error=str(exc))
     runtime.forget(session)
     runtime.publish(StoreEvent("session.closed", session.id))
     if runtime.hooks.has("session_closed"):
@@ -340,6 +350,16 @@ def _component(
         raise ConfigError(f"{path}: plugin '{spec}' did not build a {cls.__name__}")
     owned.append(instance)
     return instance
+
+
+def _option_secrets(registry: PluginRegistry, kind: Any, name: Any, options: Mapping[str, Any] | None) -> list[str]:
+    """Secret values in a plugin's (already validated) options, for the redactor."""
+    if not options or not isinstance(name, str):
+        return []
+    reg = registry.get(kind, name)
+    if reg.options is None:
+        return []
+    return _secret_values(structure_strictly(dict(options), reg.options))
 
 
 def _secret_values(options: Any) -> list[str]:
@@ -368,7 +388,10 @@ class LoggingSettings:
     redact_keys: tuple[str, ...] = ()
 
 
-def _build_sinks(registry: PluginRegistry, settings: Mapping[str, Any] | None) -> tuple[list[LogSink], LoggingSettings]:
+def _build_sinks(
+    registry: PluginRegistry, settings: Mapping[str, Any] | None
+) -> tuple[list[LogSink], list[LogSink], list[str], LoggingSettings]:
+    """The sinks, those the store built (and so closes), secret option values, settings."""
     raw = dict(settings or {})
     unknown = set(raw) - {f.name for f in attrs.fields(LoggingSettings)}
     if unknown:
@@ -384,6 +407,8 @@ def _build_sinks(registry: PluginRegistry, settings: Mapping[str, Any] | None) -
     except ValueError as exc:
         raise ConfigError(f"logging.level: {exc}") from None
     sinks: list[LogSink] = []
+    built: list[LogSink] = []
+    secrets: list[str] = []
     for index, spec in enumerate(config.sinks):
         path = f"logging.sinks[{index}]"
         if isinstance(spec, LogSink):
@@ -397,12 +422,14 @@ def _build_sinks(registry: PluginRegistry, settings: Mapping[str, Any] | None) -
         if extra:
             raise ConfigError(f"{path}: unknown key(s): {', '.join(sorted(extra))}")
         sink = registry.build("log_sink", spec["plugin"], spec.get("options"), path=f"{path}.options")
+        secrets += _option_secrets(registry, "log_sink", spec["plugin"], spec.get("options"))
         try:
             sink.level = parse_level(spec.get("level", default_level))
         except ValueError as exc:
             raise ConfigError(f"{path}.level: {exc}") from None
         sinks.append(sink)
-    return sinks, config
+        built.append(sink)
+    return sinks, built, secrets, config
 
 
 def _resolve_tools(registry: PluginRegistry, agent: Agent, tool_options: Mapping[str, Any]) -> dict[str, Tool]:
@@ -453,8 +480,8 @@ async def create_session_store(
     if not isinstance(agent, Agent):
         raise ConfigError("agent: expected the result of define_agent(...)")
     registry = PluginRegistry(plugins=plugins, strict=strict_plugins, autoload=autoload_plugins)
-    sinks, log_settings = _build_sinks(registry, logging)
-    redactor = Redactor(log_settings.redact, log_settings.redact_keys)
+    sinks, built_sinks, sink_secrets, log_settings = _build_sinks(registry, logging)
+    redactor = Redactor([*log_settings.redact, *sink_secrets], log_settings.redact_keys)
     owned: list[Any] = []
     try:
         provider_map: dict[str, ModelProvider] = {}
@@ -467,16 +494,18 @@ async def create_session_store(
                     raise ConfigError(f"{path}: expected a table with 'plugin' and optional 'options'")
                 spec, options = spec["plugin"], spec.get("options")
             provider = _component(registry, "provider", spec, options, ModelProvider, path, owned)
-            if isinstance(spec, str) and options:
-                reg = registry.get("provider", spec)
-                if reg.options is not None:
-                    redactor.add_values(_secret_values(structure_strictly(dict(options), reg.options)))
+            redactor.add_values(_option_secrets(registry, "provider", spec, options))
             redactor.add_values(getattr(provider, "secret_values", lambda: [])())
             if provider.name in provider_map:
                 raise ConfigError(f"{path}: two providers serve the namespace '{provider.name}'")
             provider_map[provider.name] = provider
         store_storage = _component(registry, "storage", storage, storage_options, SessionStorage, "storage", owned)
         store_sandbox = _component(registry, "sandbox", sandbox, sandbox_options, Sandbox, "sandbox", owned)
+        redactor.add_values(_option_secrets(registry, "storage", storage, storage_options))
+        redactor.add_values(_option_secrets(registry, "sandbox", sandbox, sandbox_options))
+        if "/" not in default_model or default_model.split("/", 1)[0] not in provider_map:
+            known = ", ".join(sorted(provider_map)) or "none"
+            raise ConfigError(f"default_model: '{default_model}' is not '<provider>/<model>' with a configured provider (namespaces: {known})")
         if isinstance(error_policy, ErrorPolicy):
             policy = error_policy
         else:
@@ -489,30 +518,33 @@ async def create_session_store(
         tools = _resolve_tools(registry, agent, tool_options or {})
         log = build_logger(sinks, redactor, store_agent=agent.name)
     except BaseException:
-        for component in reversed(owned):
+        for component in [*reversed(owned), *built_sinks]:
             try:
                 await component.aclose()
             except Exception:
                 pass
         raise
-    async with trio.open_nursery() as nursery:
-        runtime = Runtime(
-            agent=agent, tools=tools, providers=provider_map, default_model=default_model,
-            storage=store_storage, sandbox=store_sandbox, resources=dict(resources or {}),
-            policy=policy, retry=retry, hooks=_hooks(registry, log), log=log, redactor=redactor,
-            nursery=nursery, publish=lambda _e: None, forget=lambda _s: None, grace=grace_period,
-        )
-        try:
-            runtime.resolve_model(default_model)
-        except Exception as exc:
-            raise ConfigError(f"default_model: {exc}") from None
-        store = SessionStore(runtime, registry, owned, sinks)
-        log.info("store_opened", storage=type(store_storage).__name__, providers=sorted(provider_map))
-        try:
-            yield store
-        finally:
-            await store.aclose()
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            runtime = Runtime(
+                agent=agent, tools=tools, providers=provider_map, default_model=default_model,
+                storage=store_storage, sandbox=store_sandbox, resources=dict(resources or {}),
+                policy=policy, retry=retry, hooks=_hooks(registry, log), log=log, redactor=redactor,
+                nursery=nursery, publish=lambda _e: None, forget=lambda _s: None, grace=grace_period,
+            )
+            store = SessionStore(runtime, registry, owned, built_sinks)
+            log.info("store_opened", storage=type(store_storage).__name__, providers=sorted(provider_map))
+            try:
+                yield store
+            finally:
+                await store.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The store's own tasks never raise, so a group holding one exception carries the
+        # host's: hand it back as raised, not wrapped by our nursery.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 def _hooks(registry: PluginRegistry, log: Any) -> Any:

@@ -177,14 +177,6 @@ class Tool:
             raise ToolArgumentsInvalid(f"invalid arguments for '{self.name}': {lines}") from None
         return {f.name: getattr(value, f.name) for f in attrs.fields(self.arguments_class)}
 
-    def decide(self, arguments: Mapping[str, Any]) -> ApprovalDecision:
-        """The tool's own approval decision for these (validated) arguments."""
-        policy = self.approval
-        decision = policy(arguments) if callable(policy) else policy
-        if decision not in ("auto", "ask", "deny"):
-            raise ConfigError(f"approval policy of '{self.name}' returned {decision!r}")
-        return decision
-
     async def invoke(self, ctx: ToolContext, arguments: Mapping[str, Any]) -> str:
         """Call the function and render its return value as the text the model sees.
 
@@ -194,7 +186,10 @@ class Tool:
         if inspect.iscoroutinefunction(self.function):
             value = await self.function(*call_args, **arguments)
         else:
-            value = await trio.to_thread.run_sync(lambda: self.function(*call_args, **arguments))
+            # abandon_on_cancel: an abort must not wait for a blocking function to return.
+            value = await trio.to_thread.run_sync(
+                lambda: self.function(*call_args, **arguments), abandon_on_cancel=True
+            )
         return render_result(value)
 
 

@@ -389,7 +389,8 @@ class LogSink(ABC):
 
     @abstractmethod
     def write(self, record: Mapping[str, Any]) -> None:
-        """Take one record: keys ``event``, ``level``, ``timestamp``, ``logger`` and context."""
+        """Take one record: keys ``event``, ``level``, ``timestamp``, ``store_agent`` and
+        the event's own context (``session_id``, ``run_id``, ...)."""
 
     def flush(self) -> None:
         """Push buffered records to their destination."""

@@ -7,7 +7,6 @@
     ├── InvalidSessionId              a session id that is empty, too long or unsafe
     ├── StoreClosed                   the store was closed; every call fails fast
     ├── SessionClosed                 the session was closed or unloaded
-    ├── SessionBusy                   an operation that needs an idle session
     ├── SessionNotFound               no such session in storage
     ├── SessionExists                 create() of an id that is taken
     ├── SessionConflict               another writer moved the session ahead (run failed)
@@ -62,7 +61,6 @@ __all__ = [
     "SandboxError",
     "SandboxPathError",
     "SandboxUnavailable",
-    "SessionBusy",
     "SessionClosed",
     "SessionConflict",
     "SessionExists",
@@ -109,12 +107,6 @@ class SessionClosed(HarnessError):
     """The session was closed (or unloaded); get it again from the store."""
 
     code = "session.closed"
-
-
-class SessionBusy(HarnessError):
-    """The operation needs an idle session, and a run is active."""
-
-    code = "session.busy"
 
 
 class SessionNotFound(HarnessError, KeyError):

@@ -112,8 +112,8 @@ def session_opened(session_id: str, agent: str, labels: dict[str, str]) -> Await
 
 @hookspec
 def session_closed(session_id: str, reason: str) -> Awaitable[None] | None:
-    """A session was unloaded (``reason``: ``close``, ``delete``, ``store_closed``,
-    ``fatal``). Observer.
+    """A session was unloaded (``reason``: ``close``, ``delete``, ``clear``,
+    ``store_closed``, ``fatal``). Observer.
 
     .. versionadded:: 0.1
     """
