@@ -24,7 +24,8 @@ async def test_ask_parks_the_run_and_approve_continues_it() -> None:
         assert (parked.status, parked.text) == ("waiting_approval", "")
         [handle] = session.pending_approvals
         assert (handle.tool, dict(handle.arguments), handle.category, handle.run_id) == ("write", {"path": "notes.txt"}, "edit", parked.run_id)
-        assert handle.tool_call_id and handle.requested_at > 0
+        assert handle.tool_call_id
+        assert handle.requested_at > 0
         assert store.pending_approvals() == [handle]
         assert store.pending_approvals("s1") == [handle]
         assert session.display_state.pending_approvals == (handle.approval_id,)
