@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.cli.support import child_env, run_cli, run_parallel, seed, write_deployment
+from tests.cli.support import child_env, command, run_cli, run_parallel, seed, write_deployment
 
 
 @pytest.fixture
@@ -268,3 +270,18 @@ def test_the_config_defaults_to_harness_toml_in_the_working_directory(config: Pa
     assert elsewhere.stderr == f"harness.toml: 1 error\n  no such file: {missing} (pass --config PATH or create it)\n"
     by_env = run_cli("send", "s1", "hi", cwd=config.parent.parent, env=child_env(HARNESS_KERNEL_CONFIG=str(config)))
     assert (by_env.returncode, by_env.stdout) == (0, "You said: hi\n")
+
+
+def test_ctrl_c_during_send_aborts_the_run_and_exits_1(config: Path) -> None:
+    """SIGINT while `send` streams aborts the run: the partial answer is kept, the run
+    is recorded as aborted, and the command exits 1 after closing the store."""
+    process = subprocess.Popen([*command(), "--config", str(config), "send", "s1", "slow"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+    assert process.stdout is not None
+    assert process.stdout.read(len(b"thinking")) == b"thinking"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stderr.decode().endswith("interrupted: the run was aborted\n")
+    runs = [json.loads(line) for line in run_cli("runs", "s1", "--json", config=config).stdout.splitlines()]
+    assert [r["status"] for r in runs] == ["aborted"]

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import trio
 
 from .._records import RunResult
+from .._runtime import StoreEvent
 from .._session import ApprovalHandle, Session
 from .._store import SessionStore
 from ._output import EventPrinter, short
@@ -253,17 +254,24 @@ async def follow(
 
             nursery.start_soon(run)
             async for item in events:
-                if item.session_id == session_id and item.event is not None:
-                    printer.feed(item.event)
+                _show(printer, session_id, item)
         # Everything recorded before ``act`` returned is already in the channel.
         while True:
             try:
                 item = events.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-            if item.session_id == session_id and item.event is not None:
-                printer.feed(item.event)
+            _show(printer, session_id, item)
     printer.finish()
     if failure:
         raise failure[0]
     return result[0] if result else None
+
+
+def _show(printer: EventPrinter, session_id: str, item: StoreEvent) -> None:
+    if item.session_id != session_id:
+        return
+    if item.event is not None:
+        printer.feed(item.event)
+    elif item.kind == "display_state_changed":
+        printer.display(getattr(item, "display", None))

@@ -76,6 +76,7 @@ class EventPrinter:
         self.prefix = prefix
         self._in_text = False
         self._streamed = False
+        self._shown = ""
 
     def _end_text(self) -> None:
         if self._in_text:
@@ -110,6 +111,19 @@ class EventPrinter:
         elif isinstance(item, Event):
             self._event(item)
 
+    def display(self, state: Any) -> None:
+        """Follow a session's ``display_state``: print the part of the streaming
+        assistant message not shown yet (how a run continued after an approval, which
+        has no stream of its own, still shows its answer as it arrives)."""
+        text = getattr(state, "current_message", "")
+        if not isinstance(text, str):
+            return
+        new = text[len(self._shown) :] if text.startswith(self._shown) else text
+        if new:
+            self._streamed = True
+            self.text(new)
+        self._shown = text
+
     def _event(self, event: Event) -> None:
         payload = event.payload
         if isinstance(payload, MessageAdded):
@@ -120,6 +134,7 @@ class EventPrinter:
                     self.text(message.text)
                 self._end_text()
                 self._streamed = False
+                self._shown = ""
         elif isinstance(payload, ToolStarted):
             self.note(f"[tool] {payload.name} {short(dict(payload.arguments), 160)}")
         elif isinstance(payload, ToolFinished):
