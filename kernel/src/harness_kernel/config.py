@@ -436,14 +436,15 @@ def _split_unknown(lines: Sequence[str]) -> list[str]:
 # -- imports ----------------------------------------------------------------------------
 
 
-def _where(exc: BaseException) -> str:
+def _where(exc: BaseException, base_dir: Path) -> str:
+    """`` (file.py, line N)``: where the import failed, preferring the user's own files
+    (those next to the config) over the library frames below them."""
     if isinstance(exc, SyntaxError) and exc.filename:
         return f" ({Path(exc.filename).name}, line {exc.lineno})"
-    frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename]
-    if not user:
-        return ""
-    return f" ({Path(user[-1].filename).name}, line {user[-1].lineno})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    local = [f for f in frames if Path(f.filename).is_relative_to(base_dir)]
+    chosen = (local or frames)[-1:] if (local or frames) else []
+    return "".join(f" ({Path(f.filename).name}, line {f.lineno})" for f in chosen)
 
 
 def _import(ref: str, base_dir: Path, path: str, errors: list[str], *, attribute: str) -> Any:
@@ -474,13 +475,13 @@ def _import(ref: str, base_dir: Path, path: str, errors: list[str], *, attribute
             )
         else:
             errors.append(
-                f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {exc}{_where(exc)}"
+                f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {exc}{_where(exc, base_dir)}"
             )
         return None
     except Exception as exc:
         message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         errors.append(
-            f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {message}{_where(exc)}"
+            f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {message}{_where(exc, base_dir)}"
         )
         return None
     for part in attr.split(".") if attr else ():
