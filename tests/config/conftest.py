@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,12 @@ class Deployment:
         path = self.directory / name
         path.write_text(textwrap.dedent(text).replace("MODULE", self.module))
         return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_config puts the config's directory on sys.path; keep that within a test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
 
 
 @pytest.fixture
