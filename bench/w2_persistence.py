@@ -6,8 +6,9 @@ then
 
 - hydrate: ``get_or_create`` of the session on a fresh store (median of 3 fresh stores;
   each store first answers one ``list`` call, so client start-up is not counted);
-- read: ``storage.read`` of the whole log on a fresh storage (the backend's share);
-- turns: 20 more W1 turns on the hydrated session (user message, a model step calling
+- read: ``storage.read`` of the whole log on a fresh storage, after one ``load`` (the
+  backend's share of hydrating);
+- turns: one untimed warm-up turn, then 20 more W1 turns on the hydrated session (user message, a model step calling
   ``lookup(q)``, the tool answering "result", a model step answering text; scripted
   provider), median ms per turn.
 
@@ -128,6 +129,7 @@ async def measure(
         await storage.aclose()
 
     reader = direct()
+    await reader.load(SESSION)  # client and connection start-up are not part of the read
     started = time.perf_counter()
     assert len(await reader.read(SESSION)) == size
     read_ms = (time.perf_counter() - started) * 1000
@@ -144,6 +146,7 @@ async def measure(
             assert session.last_seq == size
             if attempt < HYDRATIONS - 1:
                 continue
+            assert (await session.send("warm-up")).status == "completed"
             timings = []
             for i in range(TURNS):
                 started = time.perf_counter()

@@ -221,3 +221,15 @@ async def test_the_plugin_is_found_by_name_and_persists_across_stores(s3_options
 async def test_a_store_that_lost_a_race_fails_the_run_and_recovers(s3_options: dict[str, Any]) -> None:
     """Two stores on one bucket: the stale one's run fails with session.conflict, then works."""
     await two_stores_one_session("s3", s3_options)
+
+
+async def test_a_refused_request_among_concurrent_reads_is_one_storage_error(make_s3: Make, moto_endpoint: str) -> None:
+    """A 403 on one of the GETs a read makes concurrently surfaces as a plain StorageError."""
+    writer = make_s3()
+    await writer.create(_record("guarded"))
+    for seq in range(1, 6):
+        await writer.append("guarded", [message_event(seq, "x")], seq - 1)
+    with faulty_proxy(moto_endpoint) as proxy:
+        proxy.faults.append(Fault("GET", "/events/00000000000000000003", times=1, status=403, code="AccessDenied"))
+        with pytest.raises(StorageError, match="AccessDenied"):
+            await make_s3(endpoint_url=proxy.url).read("guarded")

@@ -16,6 +16,7 @@ state can never write into a new session of the same id.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Sequence
@@ -142,21 +143,41 @@ class S3Storage(SessionStorage):
             params.pop("StartAfter", None)
             params["ContinuationToken"] = response["NextContinuationToken"]
 
+    async def _concurrently(self, jobs: Sequence[Any]) -> list[Any]:
+        """Await every job (a zero-argument async callable) concurrently, in order.
+
+        The first failure cancels the rest and is raised as itself, not wrapped in an
+        exception group, so callers see the ``StorageError`` they would see in series.
+        """
+        results: list[Any] = [None] * len(jobs)
+        failure: list[Exception] = []
+
+        async def run(index: int, job: Any, cancel_scope: trio.CancelScope) -> None:
+            try:
+                results[index] = await job()
+            except Exception as exc:
+                failure.append(exc)
+                cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for index, job in enumerate(jobs):
+                nursery.start_soon(run, index, job, nursery.cancel_scope)
+        if failure:
+            raise failure[0]
+        return results
+
     async def _get_many(self, keys: Sequence[str], then: Any) -> list[Any]:
         """GET every key concurrently (bounded by the client's limiter); ``None`` if missing."""
-        results: list[Any] = [None] * len(keys)
 
-        async def fetch(index: int, key: str) -> None:
+        async def fetch(key: str) -> Any:
             try:
-                results[index] = await self._s3.call("get_object", then, Key=key)
+                return await self._s3.call("get_object", then, Key=key)
             except (ClientError, BotoCoreError) as exc:
                 if not is_missing(exc):
                     raise _failed("get_object", exc) from exc
+                return None
 
-        async with trio.open_nursery() as nursery:
-            for index, key in enumerate(keys):
-                nursery.start_soon(fetch, index, key)
-        return results
+        return await self._concurrently([functools.partial(fetch, key) for key in keys])
 
     async def _delete_keys(self, keys: Sequence[str]) -> None:
         for start in range(0, len(keys), 1000):
@@ -289,9 +310,7 @@ class S3Storage(SessionStorage):
         generation = secrets.token_hex(8)
         entries = self._index_keys(record)
         # Index entries first: a crash before the record leaves entries that listing skips.
-        async with trio.open_nursery() as nursery:
-            for key in entries:
-                nursery.start_soon(self._put_empty, key)
+        await self._concurrently([functools.partial(self._put_empty, key) for key in sorted(entries)])
         body = dumps({"generation": generation, "record": encode_record(record)}).encode()
         try:
             await self._s3.call(
