@@ -210,10 +210,11 @@ async def s3_backend(turn: list[str]) -> None:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="w2-bench")
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         rows = {}
         for size in HISTORY:
-            options = {"bucket": "w2-bench", "prefix": f"h{size}/", "endpoint_url": endpoint, "region": "us-east-1"}
+            client.create_bucket(Bucket=f"w2-bench-{size}")  # one bucket each: moto lists by scanning
+            options = {"bucket": f"w2-bench-{size}", "endpoint_url": endpoint, "region": "us-east-1"}
             rows[size] = await measure("s3", options, lambda o=options: build(S3Options(**o)), size, turn)
         table("s3 (moto server on 127.0.0.1, reported separately)", rows)
     finally:

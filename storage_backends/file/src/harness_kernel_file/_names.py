@@ -53,6 +53,7 @@ def decode_id(name: str) -> str:
 
 def sortable_time(created_at: float) -> str:
     """16 hex digits whose string order is the numeric order of ``created_at`` (exact)."""
+    created_at += 0.0  # -0.0 == 0.0 for the contract: give them one key
     (bits,) = struct.unpack(">Q", struct.pack(">d", created_at))
     bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
     return f"{bits:016x}"

@@ -56,6 +56,7 @@ def seq_name(seq: int) -> str:
 
 
 def _sortable_time(created_at: float) -> int:
+    created_at += 0.0  # -0.0 == 0.0 for the contract: give them one key
     (bits,) = struct.unpack(">Q", struct.pack(">d", created_at))
     return bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
 
