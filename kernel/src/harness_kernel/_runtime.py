@@ -87,6 +87,7 @@ class Runtime:
     publish: Callable[[StoreEvent], None]
     forget: Callable[[Any], None]
     closing: Callable[[], bool] = lambda: False
+    has_subscribers: Callable[[], bool] = lambda: False
     grace: float = 5.0
     _mode_tools: dict[str, tuple[dict[str, Tool], tuple[ToolSpec, ...]]] = attrs.Factory(dict)
 

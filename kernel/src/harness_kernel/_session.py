@@ -15,10 +15,11 @@ from typing import Any, final
 import attrs
 import trio
 
-from ._display import DisplayState, DisplayStateChanged, reduce
+from ._display import DisplayState, DisplayStateChanged
 from ._records import (
     ApprovalRequested,
     ApprovalResolved,
+    ErrorInfo,
     Event,
     EventPayload,
     GrantsChanged,
@@ -44,7 +45,7 @@ from ._records import (
 from ._runtime import Runtime, StoreEvent
 from ._validation import ValidationFailed, structure_strictly
 from .codec import converter
-from .contracts import SandboxSession, SessionInfo
+from .contracts import SandboxSession, SessionInfo, TextDelta, ToolCallDelta, ToolCallStart
 from .errors import (
     Conflict,
     HarnessError,
@@ -71,6 +72,31 @@ class ApprovalHandle:
     category: str | None
     requested_at: float
     expires_at: float | None = None
+
+
+@attrs.define(slots=True)
+class _RunInfo:
+    """Mutable bookkeeping of one run while folding; frozen into RunSummary on read.
+
+    (Folding 10,000 events must be cheap: ``attrs.evolve`` per event was not.)"""
+
+    run_id: str
+    status: str
+    started_at: float
+    first_seq: int
+    model: str | None = None
+    mode: str | None = None
+    finished_at: float | None = None
+    last_seq: int | None = None
+    usage: Usage = Usage()
+    error: ErrorInfo | None = None
+    steps: int = 0
+
+    def summary(self) -> RunSummary:
+        return RunSummary(
+            self.run_id, self.status, self.started_at, self.first_seq, self.finished_at,
+            self.last_seq, self.model, self.mode, self.usage, self.error, self.steps,
+        )
 
 
 @attrs.frozen
@@ -145,7 +171,7 @@ class Session:
         self.id = record.id
         self._messages: list[Message] = []
         self._message_index: dict[str, int] = {}
-        self._runs: dict[str, RunSummary] = {}
+        self._runs: dict[str, _RunInfo] = {}
         self._run_first_message: dict[str, int] = {}
         self._last_seq = 0
         self._mode = record.mode or runtime.agent.default_mode
@@ -161,7 +187,9 @@ class Session:
         self._suspension_results: dict[str, SuspensionResolved] = {}  # open run only
         self._inbox: list[tuple[str, Message]] = []
         self._grants: tuple[str, ...] = ()
-        self._display = DisplayState(mode=self._mode, model=self._model)
+        self._last_error: ErrorInfo | None = None
+        self._streaming_text: list[str] = []  # stream-only: the answer being streamed
+        self._tool_buffers: dict[str, str] = {}  # stream-only: tool arguments being streamed
         self._timers: dict[str, trio.CancelScope] = {}
         self._slot = trio.Semaphore(1)
         self._write_lock = trio.Lock()
@@ -238,7 +266,8 @@ class Session:
     @property
     def current_run(self) -> RunSummary | None:
         """The run that is active or parked, if any."""
-        return self._runs.get(self._open_run) if self._open_run else None
+        info = self._runs.get(self._open_run) if self._open_run else None
+        return info.summary() if info is not None else None
 
     @property
     def pending_approvals(self) -> list[ApprovalHandle]:
@@ -260,8 +289,25 @@ class Session:
 
     @property
     def display_state(self) -> DisplayState:
-        """The UI snapshot, updated on every event (see ``DisplayState``)."""
-        return self._display
+        """The UI snapshot, current after every event (see ``DisplayState``).
+
+        Built from the same fold that hydrates the session, plus what is streaming now;
+        ``harness_kernel._display.reduce`` is the equivalent pure reducer (tests check
+        that folding the persisted log with it gives this same value at rest)."""
+        active = {c: t.name for c, t in self._started.items() if c not in self._suspensions}
+        return DisplayState(
+            mode=self._mode,
+            model=self._model,
+            open_run=self._open_run,
+            current_message="".join(self._streaming_text),
+            active_tools=active,
+            tool_input_buffers=dict(self._tool_buffers),
+            pending_approvals=tuple(self._pending),
+            pending_suspensions=tuple(self._suspensions),
+            queued_follow_ups=tuple(m for _, m in self._inbox),
+            usage=self._usage,
+            last_error=self._last_error,
+        )
 
     @property
     def parked(self) -> bool:
@@ -285,12 +331,12 @@ class Session:
     def _fold(self, event: Event) -> None:
         payload = event.payload
         run_id = event.run_id
-        self._display = reduce(self._display, event)
         if isinstance(payload, MessageAdded):
             self._add_message(payload.message)
+            if payload.message.role == "assistant":
+                self._streaming_text, self._tool_buffers = [], {}
             if payload.message.role == "assistant" and run_id in self._runs:
-                summary = self._runs[run_id]
-                self._runs[run_id] = attrs.evolve(summary, steps=summary.steps + 1)
+                self._runs[run_id].steps += 1
             if self._inbox and any(m.id == payload.message.id for _, m in self._inbox):
                 self._inbox = [(k, m) for k, m in self._inbox if m.id != payload.message.id]
         elif isinstance(payload, ToolFinished):
@@ -305,19 +351,24 @@ class Session:
         elif isinstance(payload, UsageRecorded):
             self._usage = self._usage + payload.usage
             if run_id in self._runs:
-                summary = self._runs[run_id]
-                self._runs[run_id] = attrs.evolve(summary, usage=summary.usage + payload.usage)
+                info = self._runs[run_id]
+                info.usage = info.usage + payload.usage
         elif isinstance(payload, RunStarted) and run_id:
-            self._runs[run_id] = RunSummary(
+            self._runs[run_id] = _RunInfo(
                 run_id, "running", event.at, event.seq, model=payload.model, mode=payload.mode
             )
+            self._last_error = None
             self._run_first_message[run_id] = len(self._messages)
             self._open_run = run_id
         elif isinstance(payload, RunFinished) and run_id:
-            summary = self._runs.get(run_id) or RunSummary(run_id, "running", event.at, event.seq)
-            self._runs[run_id] = attrs.evolve(
-                summary, status=payload.status, finished_at=event.at, last_seq=event.seq, error=payload.error
+            ended = self._runs.get(run_id)
+            if ended is None:
+                ended = self._runs[run_id] = _RunInfo(run_id, "running", event.at, event.seq)
+            ended.status, ended.finished_at, ended.last_seq, ended.error = (
+                payload.status, event.at, event.seq, payload.error
             )
+            self._last_error = payload.error
+            self._streaming_text, self._tool_buffers = [], {}
             if self._open_run == run_id:
                 self._open_run = None
                 self._pending.clear()
@@ -360,9 +411,9 @@ class Session:
         self._last_seq = event.seq
 
     def _mark_run(self, run_id: str | None, status: str) -> None:
-        summary = self._runs.get(run_id) if run_id else None
-        if summary is not None and summary.finished_at is None:
-            self._runs[summary.run_id] = attrs.evolve(summary, status=status)
+        info = self._runs.get(run_id) if run_id else None
+        if info is not None and info.finished_at is None:
+            info.status = status
 
     def _snapshot(self, **changes: Any) -> SessionRecord:
         # From the log, not from the run task: a record saved while a run parks must say so.
@@ -431,17 +482,27 @@ class Session:
             await self._rt.hooks.notify("on_event", self.disabled_hooks, session_id=self.id, event=event)
 
     async def _display_changed(self, run: ActiveRun | None) -> None:
-        changed = DisplayStateChanged(self._display)
-        await self.emit(run, changed)
-        self._rt.publish(StoreEvent("display_state_changed", self.id, display=self._display))
+        # Built only for someone who listens: a run's stream, or a store subscriber.
+        streaming = run is not None and run.channel is not None
+        if not (streaming or self._rt.has_subscribers()):
+            return
+        state = self.display_state
+        if streaming:
+            await self.emit(run, DisplayStateChanged(state))
+        self._rt.publish(StoreEvent("display_state_changed", self.id, display=state))
 
     async def emit_delta(self, run: ActiveRun, item: Any) -> None:
         """A stream-only event: to the run's stream, and into ``display_state``."""
         await self.emit(run, item)
-        updated = reduce(self._display, item)
-        if updated is not self._display:
-            self._display = updated
-            await self._display_changed(run)
+        if isinstance(item, TextDelta):
+            self._streaming_text.append(item.text)
+        elif isinstance(item, ToolCallStart):
+            self._tool_buffers[item.call_id] = ""
+        elif isinstance(item, ToolCallDelta):
+            self._tool_buffers[item.call_id] = self._tool_buffers.get(item.call_id, "") + item.arguments
+        else:
+            return
+        await self._display_changed(run)
 
     async def emit(self, run: ActiveRun | None, item: Any) -> None:
         """Hand an item to the run's stream, if someone is streaming it."""
@@ -498,9 +559,9 @@ class Session:
             self.check_open()
             run_id = self._open_run if trigger == "resume" and self._open_run else _new_run_id()
             run = ActiveRun(run_id, model_ref, self._mode, trigger, channel)
-            summary = self._runs.get(run_id)
-            if trigger == "resume" and summary is not None:
-                run.steps = summary.steps  # max_steps counts the whole run, not each stretch
+            info = self._runs.get(run_id)
+            if trigger == "resume" and info is not None:
+                run.steps = info.steps  # max_steps counts the whole run, not each stretch
             self._active = run
             await self._rt.nursery.start(drive, self, run, message)
         except RuntimeError as exc:  # the store's nursery is closing
@@ -601,7 +662,8 @@ class Session:
         return self._suspensions.get(call_id)
 
     def run_summary(self, run_id: str) -> RunSummary | None:
-        return self._runs.get(run_id)
+        info = self._runs.get(run_id)
+        return info.summary() if info is not None else None
 
     def pending_for_call(self, call_id: str) -> ApprovalHandle | None:
         return next((h for h in self._pending.values() if h.tool_call_id == call_id), None)
@@ -836,7 +898,7 @@ class Session:
 
     async def runs(self) -> list[RunSummary]:
         """Every run of the session, oldest first."""
-        return list(self._runs.values())
+        return [info.summary() for info in self._runs.values()]
 
     async def run_events(self, run_id: str) -> list[Event]:
         """The durable events of one run, read back from storage."""

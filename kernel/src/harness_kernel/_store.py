@@ -52,6 +52,7 @@ class SessionStore:
         runtime.publish = self._publish
         runtime.forget = self._forget
         runtime.closing = lambda: self._closed
+        runtime.has_subscribers = lambda: bool(self._subscribers)
 
     # -- plumbing ------------------------------------------------------------------
 

@@ -51,12 +51,32 @@ SCHEMA_VERSION = 1
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
-converter = cattrs.Converter()
-"""The kernel's converter: attrs records to JSON-ready dicts and back."""
+converter = cattrs.Converter(detailed_validation=False)
+"""The kernel's converter: attrs records to JSON-ready dicts and back.
+
+Detailed validation is off: persisted data is ours, and decoding must stay cheap (a
+hydrate decodes every event of a session). A malformed payload still fails, as a
+``StorageError``."""
 
 _PART_TAGS = {TextPart: "text", ToolCallPart: "tool_call", ToolResultPart: "tool_result"}
 configure_tagged_union(
     Part, converter, tag_name="kind", tag_generator=lambda cls: _PART_TAGS[cls]
+)
+# The tagged-union strategy's structure hook dominated hydration time; dispatch on the
+# tag directly with the per-class hooks it would have used.
+_PART_BY_TAG = {tag: cls for cls, tag in _PART_TAGS.items()}
+_PART_HOOKS = {tag: converter.get_structure_hook(cls) for tag, cls in _PART_BY_TAG.items()}
+
+
+def _structure_part(value: Mapping[str, Any], _: Any) -> Part:
+    data = dict(value)
+    tag = data.pop("kind")
+    return _PART_HOOKS[tag](data, _PART_BY_TAG[tag])  # type: ignore[no-any-return]
+
+
+converter.register_structure_hook(Part, _structure_part)
+converter.register_structure_hook_func(
+    lambda cls: cls == tuple[Part, ...], lambda values, _: tuple(_structure_part(v, None) for v in values)
 )
 
 _migrations: dict[tuple[str, int], Migration] = {}
