@@ -233,3 +233,16 @@ async def test_a_refused_request_among_concurrent_reads_is_one_storage_error(mak
         proxy.faults.append(Fault("GET", "/events/00000000000000000003", times=1, status=403, code="AccessDenied"))
         with pytest.raises(StorageError, match="AccessDenied"):
             await make_s3(endpoint_url=proxy.url).read("guarded")
+
+
+async def test_text_with_a_lone_surrogate_round_trips(make_s3: Make) -> None:
+    """A str that is not valid UTF-8 (a lone surrogate) is stored and read back unchanged."""
+    storage = make_s3()
+    await storage.create(_record("odd", note="v\ud800"))
+    await storage.append("odd", [message_event(1, "bad \ud800 text")], 0)
+    fresh = make_s3()
+    assert [message_text(e) for e in await fresh.read("odd")] == ["bad \ud800 text"]
+    loaded = await fresh.load("odd")
+    assert loaded is not None
+    assert loaded.labels == {"note": "v\ud800"}
+    assert [r.id for r in (await fresh.list(SessionFilter(labels={"note": "v\ud800"}))).items] == ["odd"]

@@ -148,3 +148,16 @@ async def test_bad_options_are_refused_with_their_path() -> None:
         with pytest.raises(ConfigError, match=r"storage\.options"):
             async with create_session_store(agent=agent, storage="sqlite", storage_options=options):
                 pass
+
+
+async def test_text_with_a_lone_surrogate_round_trips(tmp_path: Path) -> None:
+    """A str that is not valid UTF-8 (a lone surrogate) is stored and read back unchanged."""
+    storage = SqliteStorage(str(tmp_path / "s.db"))
+    await storage.create(_record("odd", note="v\ud800"))
+    await storage.append("odd", [message_event(1, "bad \ud800 text")], 0)
+    assert [message_text(e) for e in await storage.read("odd")] == ["bad \ud800 text"]
+    loaded = await storage.load("odd")
+    assert loaded is not None
+    assert loaded.labels == {"note": "v\ud800"}
+    assert [r.id for r in (await storage.list(SessionFilter(labels={"note": "v\ud800"}))).items] == ["odd"]
+    await storage.aclose()

@@ -87,7 +87,7 @@ def parse_cursor(cursor: str) -> str:
 
 
 def _scope(kind: str, *parts: str) -> str:
-    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"{kind}-{digest}"
 
 

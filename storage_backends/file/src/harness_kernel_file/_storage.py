@@ -76,6 +76,16 @@ def _check_batch(events: Sequence[Event], expected_seq: int) -> None:
             )
 
 
+def _json_bytes(payload: Any) -> bytes:
+    """``codec.dumps`` as UTF-8. A lone surrogate (valid in a Python str, not in UTF-8) is
+    written as its JSON escape, which reads back as the same str."""
+    text = dumps(payload)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -226,7 +236,7 @@ class FileStorage(SessionStorage):
 
     def _create(self, record: SessionRecord) -> None:
         enc = encode_id(record.id)
-        payload = dumps(encode_record(record)).encode()
+        payload = _json_bytes(encode_record(record))
         with self._locked(enc, exclusive=True, create=True) as directory:
             assert directory is not None
             if (directory / RECORD).exists():
@@ -261,7 +271,7 @@ class FileStorage(SessionStorage):
     def _save(self, record: SessionRecord, expected_revision: int) -> None:
         if record.revision != expected_revision + 1:
             raise ValueError("record.revision must be expected_revision + 1")
-        payload = dumps(encode_record(record)).encode()
+        payload = _json_bytes(encode_record(record))
         with self._locked(encode_id(record.id), exclusive=True) as directory:
             stored = self._read_record(directory) if directory else None
             if directory is None or stored is None:
@@ -351,7 +361,7 @@ class FileStorage(SessionStorage):
         line = b""
         if events:
             body = {"first": events[0].seq, "last": events[-1].seq, "events": [encode_event(e) for e in events]}
-            line = dumps(body).encode() + b"\n"
+            line = _json_bytes(body) + b"\n"
         with self._log(session_id, exclusive=True) as (enc, fd, end):
             last = self._last_seq_at(fd, end)
             if last != expected_seq:

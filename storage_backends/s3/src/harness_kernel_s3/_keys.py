@@ -84,7 +84,8 @@ def parse_order_key(key: str) -> tuple[str, str] | None:
 
 
 def _scope(kind: str, *parts: str) -> str:
-    return f"{kind}-{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:32]}"
+    digest = hashlib.sha256(chr(0).join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{kind}-{digest}"
 
 
 def index_scopes(agent: str, labels: dict[str, str]) -> list[str]:

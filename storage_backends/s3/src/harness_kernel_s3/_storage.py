@@ -55,6 +55,16 @@ def _check_batch(events: Sequence[Event], expected_seq: int) -> None:
             )
 
 
+def _json_bytes(payload: Any) -> bytes:
+    """``codec.dumps`` as UTF-8. A lone surrogate (valid in a Python str, not in UTF-8) is
+    written as its JSON escape, which reads back as the same str."""
+    text = dumps(payload)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 def _failed(operation: str, exc: BaseException) -> StorageError:
     return StorageError(f"S3 {operation} failed ({error_code(exc) or 'error'})")
 
@@ -293,7 +303,7 @@ class S3Storage(SessionStorage):
             return
         first, last = head.segment_end + 1, head.last_seq
         key = f"{self._log_prefix(enc, head.generation)}segments/{seq_name(first)}-{seq_name(last)}.json"
-        body = dumps({"first": first, "last": last, "events": [encode_event(e) for e in tail]}).encode()
+        body = _json_bytes({"first": first, "last": last, "events": [encode_event(e) for e in tail]})
         try:
             await self._s3.call("put_object", Key=key, Body=body, IfNoneMatch="*", ContentType="application/json")
         except (ClientError, BotoCoreError) as exc:
@@ -311,7 +321,7 @@ class S3Storage(SessionStorage):
         entries = self._index_keys(record)
         # Index entries first: a crash before the record leaves entries that listing skips.
         await self._concurrently([functools.partial(self._put_empty, key) for key in sorted(entries)])
-        body = dumps({"generation": generation, "record": encode_record(record)}).encode()
+        body = _json_bytes({"generation": generation, "record": encode_record(record)})
         try:
             await self._s3.call(
                 "put_object", Key=self._record_key(enc), Body=body, IfNoneMatch="*",
@@ -352,7 +362,7 @@ class S3Storage(SessionStorage):
         for key in sorted(new_entries - old_entries):
             await self._put_empty(key)
         generation = document["generation"]
-        body = dumps({"generation": generation, "record": encode_record(record)}).encode()
+        body = _json_bytes({"generation": generation, "record": encode_record(record)})
         try:
             await self._s3.call(
                 "put_object", Key=self._record_key(enc), Body=body, IfMatch=etag,
@@ -388,10 +398,10 @@ class S3Storage(SessionStorage):
         last = events[-1].seq
         key = self._batch_key(enc, generation, expected_seq + 1)
         token = secrets.token_hex(8)
-        body = dumps({"first": expected_seq + 1, "last": last, "events": [encode_event(e) for e in events]})
+        body = _json_bytes({"first": expected_seq + 1, "last": last, "events": [encode_event(e) for e in events]})
         try:
             await self._s3.call(
-                "put_object", Key=key, Body=body.encode(), IfNoneMatch="*",
+                "put_object", Key=key, Body=body, IfNoneMatch="*",
                 Metadata={"last": str(last), "writer": token}, ContentType="application/json",
             )
         except (ClientError, BotoCoreError) as exc:

@@ -50,6 +50,20 @@ def _check_batch(events: Sequence[Event], expected_seq: int) -> None:
             )
 
 
+def _text(value: str) -> str:
+    """``value`` as SQLite can store it: a lone surrogate (valid in a Python str, not in
+    UTF-8) becomes its backslash escape. JSON written this way reads back unchanged."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value
+
+
+def _json(payload: Any) -> str:
+    return _text(dumps(payload))
+
+
 def _encode_cursor(created_at: float, session_id: str) -> str:
     raw = json.dumps([_CURSOR_TAG, created_at, session_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -168,14 +182,14 @@ class SqliteStorage(SessionStorage):
                 conn.execute(
                     "INSERT INTO sessions (id, agent, created_at, labels, revision, head_seq, record)"
                     " VALUES (?, ?, ?, ?, ?, 0, ?)",
-                    (record.id, record.agent, record.created_at, dumps(dict(record.labels)),
-                     record.revision, dumps(encode_record(record))),
+                    (record.id, _text(record.agent), record.created_at, _json(dict(record.labels)),
+                     record.revision, _json(encode_record(record))),
                 )
             except sqlite3.IntegrityError:
                 raise SessionExists(f"session '{record.id}' already exists") from None
             conn.executemany(
                 "INSERT INTO session_labels (session_id, key, value, created_at) VALUES (?, ?, ?, ?)",
-                [(record.id, k, v, record.created_at) for k, v in record.labels.items()],
+                [(record.id, _text(k), _text(v), record.created_at) for k, v in record.labels.items()],
             )
 
     @staticmethod
@@ -189,7 +203,7 @@ class SqliteStorage(SessionStorage):
         validate_session_id(record.id)
         if record.revision != expected_revision + 1:
             raise ValueError("record.revision must be expected_revision + 1")
-        labels = dumps(dict(record.labels))
+        labels = _json(dict(record.labels))
         with _transaction(conn, write=True):
             row = conn.execute(
                 "SELECT revision, labels, created_at FROM sessions WHERE id = ?", (record.id,)
@@ -200,20 +214,20 @@ class SqliteStorage(SessionStorage):
                 raise Conflict(f"session '{record.id}' is at revision {row[0]}, not {expected_revision}")
             conn.execute(
                 "UPDATE sessions SET agent = ?, created_at = ?, labels = ?, revision = ?, record = ? WHERE id = ?",
-                (record.agent, record.created_at, labels, record.revision, dumps(encode_record(record)), record.id),
+                (_text(record.agent), record.created_at, labels, record.revision, _json(encode_record(record)), record.id),
             )
             if row[1] != labels or row[2] != record.created_at:
                 conn.execute("DELETE FROM session_labels WHERE session_id = ?", (record.id,))
                 conn.executemany(
                     "INSERT INTO session_labels (session_id, key, value, created_at) VALUES (?, ?, ?, ?)",
-                    [(record.id, k, v, record.created_at) for k, v in record.labels.items()],
+                    [(record.id, _text(k), _text(v), record.created_at) for k, v in record.labels.items()],
                 )
 
     @staticmethod
     def _append(conn: sqlite3.Connection, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
         validate_session_id(session_id)
         _check_batch(events, expected_seq)
-        rows = [(session_id, e.seq, dumps(encode_event(e))) for e in events]
+        rows = [(session_id, e.seq, _json(encode_event(e))) for e in events]
         with _transaction(conn, write=True):
             moved = conn.execute(
                 "UPDATE sessions SET head_seq = ? WHERE id = ? AND head_seq = ?",
@@ -261,18 +275,18 @@ class SqliteStorage(SessionStorage):
             order_created, order_id = "l.created_at", "l.session_id"
             source = "session_labels l JOIN sessions s ON s.id = l.session_id"
             where.append("l.key = ? AND l.value = ?")
-            params += [key, value]
+            params += [_text(key), _text(value)]
             for key, value in rest:
                 where.append(
                     "EXISTS (SELECT 1 FROM session_labels x WHERE x.session_id = s.id AND x.key = ? AND x.value = ?)"
                 )
-                params += [key, value]
+                params += [_text(key), _text(value)]
         else:
             order_created, order_id = "s.created_at", "s.id"
             source = "sessions s"
         if filter.agent is not None:
             where.append("s.agent = ?")
-            params.append(filter.agent)
+            params.append(_text(filter.agent))
         if after is not None:
             where.append(f"({order_created}, {order_id}) < (?, ?)")
             params += list(after)
