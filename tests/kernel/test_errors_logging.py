@@ -262,3 +262,15 @@ def test_redaction_masks_sensitive_keys_anywhere() -> None:
                    "note": "has [redacted] inside", "api_key": "[redacted]"}
 
 
+
+
+async def test_session_log_records_carry_the_session_id_and_labels() -> None:
+    """Operators can filter logs by tenant: every run record names the session and labels."""
+    sink = MemoryLogSink(level="debug")
+    async with open_store({"main": calls_then_answers()}, logging={"sinks": [sink]}) as store:
+        await store.send("s1", "hi", tenant_id="acme", principal="ann")
+    tool_records = [r for r in sink.records if r["event"] in ("tool_started", "tool_finished", "run_step")]
+    assert tool_records
+    for record in tool_records:
+        assert record["session_id"] == "s1"
+        assert record["labels"] == {"tenant_id": "acme", "principal": "ann"}

@@ -109,7 +109,7 @@ async def _execute(session: Session, run: ActiveRun, message: Message | None) ->
                 "run_started", session.disabled_hooks, session_id=session.id, run_id=run.id,
                 model=run.model, mode=run.mode, labels=dict(session.labels),
             )
-    rt.log.debug("run_step", session_id=session.id, run_id=run.id, trigger=run.trigger)
+    session.log.debug("run_step", session_id=session.id, run_id=run.id, trigger=run.trigger)
     while True:
         unresolved = _unresolved_calls(session)
         if unresolved:
@@ -171,7 +171,7 @@ async def _build_request(session: Session, run: ActiveRun) -> ModelRequest:
         except Exception as exc:
             if provider.required or rt.policy.context_failure == "fail":
                 raise ContextProviderFailed(f"context provider '{provider.name}' failed") from exc
-            rt.log.warning(
+            session.log.warning(
                 "context_provider_skipped", session_id=session.id, run_id=run.id,
                 provider=provider.name, error=f"{type(exc).__name__}: {exc}",
             )
@@ -252,7 +252,7 @@ async def _model_step(session: Session, run: ActiveRun) -> Message:
             delay = None if assembly.visible else rt.retry.next_delay(exc, attempt)
             if delay is None:
                 raise
-            rt.log.warning(
+            session.log.warning(
                 "model_call_retry", session_id=session.id, run_id=run.id, attempt=attempt,
                 delay=delay, error=exc.code,
             )
@@ -308,10 +308,10 @@ def _policy_decision(session: Session, tool: Tool, arguments: dict[str, Any]) ->
     try:
         decision = policy(arguments) if callable(policy) else policy
     except Exception as exc:
-        session.runtime.log.error("approval_policy_failed", tool=tool.name, error=f"{type(exc).__name__}: {exc}")
+        session.log.error("approval_policy_failed", tool=tool.name, error=f"{type(exc).__name__}: {exc}")
         return "deny"  # a policy that cannot decide must not let the call through
     if decision not in ("auto", "ask", "deny"):
-        session.runtime.log.error("approval_policy_invalid", tool=tool.name, decision=repr(decision))
+        session.log.error("approval_policy_invalid", tool=tool.name, decision=repr(decision))
         return "deny"
     return str(decision)
 
@@ -373,7 +373,7 @@ async def _settle_tool_calls(session: Session, run: ActiveRun, calls: list[ToolC
                     arguments=arguments, category=tool.category,
                 )
             except PluginError as exc:
-                rt.log.error("hook_failed", hook="before_tool_call", error=str(exc), session_id=session.id)
+                session.log.error("hook_failed", hook="before_tool_call", error=str(exc), session_id=session.id)
                 veto = "a policy check failed, so the call was not run"
             if veto is not None:
                 await _finish_call(session, run, call, "denied", f"denied: {veto}")
@@ -393,10 +393,10 @@ async def _run_tool(
     ctx = ToolContext(
         session_id=session.id, run_id=run.id, call_id=call.call_id, tool_name=tool.name,
         sandbox=await session.sandbox(), resources=rt.resources, labels=session.labels,
-        state=session.state, log=rt.log.bind(session_id=session.id, run_id=run.id, tool=tool.name),
+        state=session.state, log=session.log.bind(session_id=session.id, run_id=run.id, tool=tool.name),
         suspend=_suspend,
     )
-    rt.log.info(
+    session.log.info(
         "tool_started", session_id=session.id, run_id=run.id, tool=tool.name,
         arguments=shape(dict(call.arguments)),
     )
@@ -404,7 +404,7 @@ async def _run_tool(
         content, outcome = await tool.invoke(ctx, arguments), "ok"
     except SuspendRun as suspension:
         await session.append(run, SuspensionRequested(call.call_id, tool.name, suspension.payload))
-        rt.log.info("tool_suspended", session_id=session.id, run_id=run.id, tool=tool.name)
+        session.log.info("tool_suspended", session_id=session.id, run_id=run.id, tool=tool.name)
         return True
     except HarnessError as exc:
         content, outcome = str(exc), "error"
@@ -413,7 +413,7 @@ async def _run_tool(
         detail = f"{type(exc).__name__}: {exc}"
         for value in _strings(call.arguments):
             detail = detail.replace(value, "[argument]")
-        rt.log.error("tool_failed", session_id=session.id, run_id=run.id, tool=tool.name, error=detail)
+        session.log.error("tool_failed", session_id=session.id, run_id=run.id, tool=tool.name, error=detail)
         content, outcome = f"tool '{tool.name}' failed: {error.message}", "error"
     await _finish_call(session, run, call, outcome, content, duration_ms=(time.perf_counter() - started) * 1000)
     return False
@@ -448,7 +448,7 @@ async def _finish_call(
     is_error = outcome != "ok"
     result = ToolResultPart(call.call_id, content, is_error)
     await session.append(run, ToolFinished(call.call_id, call.name, outcome, result, duration_ms=duration_ms))
-    rt.log.info(
+    session.log.info(
         "tool_finished", session_id=session.id, run_id=run.id if run else None, tool=call.name,
         outcome=outcome, duration_ms=round(duration_ms, 3),
     )
@@ -509,7 +509,7 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
     info: ErrorInfo | None = None
     if error is not None:
         info = await _classify(session, error)
-        rt.log.error(
+        session.log.error(
             "run_failed" if status == "failed" else "run_aborted", session_id=session.id, run_id=run.id,
             error=f"{type(error).__name__}: {error}", code=info.code,
         )
@@ -527,7 +527,7 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
             await session.append(run, RunFinished(status, usage, info, duration, run.steps))
         await session.save_record()
     except HarnessError as exc:
-        rt.log.error("run_end_not_recorded", session_id=session.id, run_id=run.id, error=str(exc))
+        session.log.error("run_end_not_recorded", session_id=session.id, run_id=run.id, error=str(exc))
         if info is None and not parked:
             status, info = "failed", sanitize(exc, rt.policy)
     summary = session.run_summary(run.id)
@@ -590,7 +590,7 @@ async def _classify_raw(session: Session, error: BaseException) -> ErrorInfo:
         try:
             custom, _ = await rt.hooks.first("classify_error", error=error, session_id=session.id)
         except PluginError as exc:
-            rt.log.error("hook_failed", hook="classify_error", error=str(exc))
+            session.log.error("hook_failed", hook="classify_error", error=str(exc))
             custom = None
         if isinstance(custom, ErrorInfo):
             return custom

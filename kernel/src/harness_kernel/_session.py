@@ -196,6 +196,8 @@ class Session:
         self._active: ActiveRun | None = None
         self._closed = False
         self.disabled_hooks: set[str] = set()
+        # Every record about this session carries its id and identity labels.
+        self.log = runtime.log.bind(session_id=record.id, **({"labels": dict(record.labels)} if record.labels else {}))
         self._sandbox: SandboxSession | None = None
         self._sandbox_lock = trio.Lock()
         for event in events:
@@ -634,7 +636,7 @@ class Session:
             try:
                 await self.deny(approval_id, "the approval timed out")
             except HarnessError as exc:
-                self._rt.log.warning("approval_expiry_failed", session_id=self.id, error=str(exc))
+                self.log.warning("approval_expiry_failed", error=str(exc))
 
     def messages_of(self, run_id: str) -> tuple[Message, ...]:
         start = self._run_first_message.get(run_id, len(self._messages))
@@ -942,7 +944,7 @@ class Session:
                 try:
                     await self._sandbox.close(reason)
                 except Exception as exc:
-                    self._rt.log.warning("sandbox_close_failed", session_id=self.id, error=str(exc))
+                    self.log.warning("sandbox_close_failed", error=str(exc))
             self._sandbox = None
 
 
