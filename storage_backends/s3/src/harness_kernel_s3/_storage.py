@@ -70,7 +70,17 @@ def _failed(operation: str, exc: BaseException) -> StorageError:
 
 
 def _read_json(response: dict[str, Any]) -> Any:
-    return loads(response["Body"].read())
+    try:
+        return loads(response["Body"].read())
+    except ValueError as exc:
+        raise StorageError("an object in the bucket is not valid JSON") from exc
+
+
+def _record_of(document: Any) -> SessionRecord:
+    """The session record inside a ``record.json`` document."""
+    if not isinstance(document, dict) or "record" not in document or "generation" not in document:
+        raise StorageError("a record object in the bucket is not one this storage wrote")
+    return decode_record(document["record"])
 
 
 def _read_events(response: dict[str, Any]) -> list[Event]:
@@ -334,7 +344,7 @@ class S3Storage(SessionStorage):
             if existing is not None and existing[0].get("generation") == generation:
                 pass  # our own write, retried after a lost response
             else:
-                keep = self._index_keys(decode_record(existing[0]["record"])) if existing else set()
+                keep = self._index_keys(_record_of(existing[0])) if existing else set()
                 await self._delete_keys(sorted(entries - keep))
                 raise SessionExists(f"session '{record.id}' already exists") from None
         self._heads[record.id] = _Head(generation, 0, 0, [])
@@ -344,7 +354,7 @@ class S3Storage(SessionStorage):
         found = await self._get_record(encode_id(session_id))
         if found is None:
             return None
-        return decode_record(found[0]["record"])
+        return _record_of(found[0])
 
     async def save(self, record: SessionRecord, expected_revision: int) -> None:
         self._check_open()
@@ -355,7 +365,7 @@ class S3Storage(SessionStorage):
         if found is None:
             raise SessionNotFound(f"session '{record.id}' not found")
         document, etag = found
-        stored = decode_record(document["record"])
+        stored = _record_of(document)
         if stored.revision != expected_revision:
             raise Conflict(f"session '{record.id}' is at revision {stored.revision}, not {expected_revision}")
         old_entries, new_entries = self._index_keys(stored), self._index_keys(record)
@@ -482,7 +492,7 @@ class S3Storage(SessionStorage):
             for (name, session_id), document in zip(candidates, documents, strict=True):
                 if document is None:
                     continue  # an entry left by a crashed create or delete
-                record = decode_record(document["record"])
+                record = _record_of(document)
                 if record.id != session_id or order_key(record.created_at, record.id) != name:
                     continue
                 if filter.matches(record):
@@ -504,7 +514,7 @@ class S3Storage(SessionStorage):
         if found is not None:
             # Deleting the record is the commit point: from here the session does not exist.
             await self._call("delete_object", Key=self._record_key(enc))
-            await self._delete_keys(sorted(self._index_keys(decode_record(found[0]["record"]))))
+            await self._delete_keys(sorted(self._index_keys(_record_of(found[0]))))
         # Sweep the logs, sparing a generation created meanwhile by another host.
         keys = await self._list_keys(self._session_prefix(enc))
         now = await self._get_record(enc)

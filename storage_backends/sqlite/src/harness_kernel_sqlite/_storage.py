@@ -64,6 +64,14 @@ def _json(payload: Any) -> str:
     return _text(dumps(payload))
 
 
+def _record(text: str) -> SessionRecord:
+    try:
+        payload = loads(text)
+    except ValueError as exc:
+        raise StorageError("a session record in the SQLite database is not valid JSON") from exc
+    return decode_record(payload)
+
+
 def _encode_cursor(created_at: float, session_id: str) -> str:
     raw = json.dumps([_CURSOR_TAG, created_at, session_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -196,7 +204,7 @@ class SqliteStorage(SessionStorage):
     def _load(conn: sqlite3.Connection, session_id: str) -> SessionRecord | None:
         validate_session_id(session_id)
         row = conn.execute("SELECT record FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        return decode_record(loads(row[0])) if row else None
+        return _record(row[0]) if row else None
 
     @staticmethod
     def _save(conn: sqlite3.Connection, record: SessionRecord, expected_revision: int) -> None:
@@ -296,7 +304,7 @@ class SqliteStorage(SessionStorage):
             + f" ORDER BY {order_created} DESC, {order_id} DESC LIMIT ?"
         )
         rows = conn.execute(sql, [*params, limit + 1]).fetchall()
-        return [decode_record(loads(row[0])) for row in rows[:limit]], len(rows) > limit
+        return [_record(row[0]) for row in rows[:limit]], len(rows) > limit
 
     @staticmethod
     def _delete(conn: sqlite3.Connection, session_id: str) -> bool:
