@@ -161,6 +161,10 @@ class Chat:
                     who = "you" if message.role == "user" else s.agent
                     self.say(f"{who}> {short(message.text, 200)}")
         self.say(HELP)
+        waiting = len(s.pending_approvals)
+        if waiting:
+            plural = "s" if waiting > 1 else ""
+            self.say(f"{waiting} tool call{plural} from before wait for your approval:")
 
     async def _loop(self, reader: LineReader) -> None:
         if self.session.pending_approvals and not await self._approvals(reader):
