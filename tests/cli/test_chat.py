@@ -160,3 +160,21 @@ def test_ctrl_c_aborts_the_run_and_a_second_ctrl_c_leaves(terminal: tuple[Path, 
     assert [r["status"] for r in runs] == ["aborted", "aborted"]
     shown = json.loads(run_cli("sessions", "show", "s2", "--json", config=config).stdout)
     assert shown["messages"][1]["parts"][0]["text"] == "thinking "
+
+
+def test_chat_asks_first_about_approvals_left_by_an_earlier_process(terminal: tuple[Path, list[Terminal]]) -> None:
+    """A run parked by `send` in another process is picked up: resuming the session in
+    the chat asks about its approval, and answering "y" finishes that run."""
+    config, opened = terminal
+    parked = run_cli("send", "s3", "note pay rent", config=config)
+    assert "waiting for approval" in parked.stderr
+    term = open_chat(config, opened, "s3")
+    greeting = term.expect("[a]lways for this tool: ")
+    assert "1 tool call from before wait for your approval:" in greeting
+    assert 'approve write_note {"text": "pay rent"}?' in greeting
+    term.type(b"y\n")
+    assert "tester> tool said: wrote 8 characters" in term.expect("you> ")
+    term.type(b"/exit\n")
+    assert term.wait() == 0
+    runs = [json.loads(line) for line in run_cli("runs", "s3", "--json", config=config).stdout.splitlines()]
+    assert [r["status"] for r in runs] == ["completed"]
