@@ -168,7 +168,8 @@ def files_kit(options: FilesKitOptions | None = None) -> list[Tool]:
         entries = await ctx.sandbox.list_dir(path)
         if not entries:
             return f"'{path}' is empty"
-        rows, size = [], 0
+        rows: list[str] = []
+        size = 0
         for entry in entries:
             row = f"{entry.name}/" if entry.is_dir else f"{entry.name}  ({_plural(entry.size, 'byte')})"
             if rows and size + len(row) + 1 > options.max_output_chars:

@@ -54,7 +54,7 @@ class OutputCapture:
     def _tail_limit(self) -> int:
         return self.limit - self.limit // 2
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self.total += len(data)
         room = self._head_limit - len(self.head)
         if room > 0:
