@@ -166,6 +166,8 @@ class SqliteStorage(SessionStorage):
             return fn(conn, *args)
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite failed: {exc}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot open the SQLite database: {exc.strerror or exc}") from exc
         finally:
             if conn is not None:
                 with self._pool_lock:
