@@ -240,3 +240,99 @@ def _drain(channel):
             return items
 
 
+
+
+async def test_an_approval_given_while_other_calls_still_run_is_not_lost() -> None:
+    """Approving during the same round (another tool still running) runs the call."""
+    async with open_store({"main": brain}, agent=AGENT) as store:
+        session = await store.create("s1")
+        results = []
+        async with trio.open_nursery() as nursery:
+
+            async def send() -> None:
+                results.append(await session.send("tools:write=a;wait=g4"))
+
+            nursery.start_soon(send)
+            await trio.testing.wait_all_tasks_blocked()
+            [handle] = session.pending_approvals
+            assert await session.approve(handle.approval_id) is None  # the run is still working
+            GATES["g4"].set()
+        [result] = results
+        # Results are recorded as calls finish: the gate opened first, then the approved write ran.
+        assert (result.status, result.text) == ("completed", "tool said: gate g4 opened | wrote a")
+
+
+async def test_aborting_a_working_run_resolves_its_pending_approvals() -> None:
+    """An approval asked while another call runs is declined when the run is aborted."""
+    async with open_store({"main": brain}, agent=AGENT) as store:
+        session = await store.create("s1")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.send, "tools:write=a;wait=g5")
+            await trio.testing.wait_all_tasks_blocked()
+            await session.abort()
+        events = await store.storage.read("s1")
+        assert [(e.payload.approved, e.payload.reason) for e in events if e.type == "approval.resolved"] == [(False, "the run was aborted")]
+        assert session.pending_approvals == []
+        assert [r.status for r in await session.runs()] == ["aborted"]
+
+
+async def test_aborting_a_parked_run_starts_queued_follow_ups() -> None:
+    """Follow-ups queued behind a parked run run once abort() ends it."""
+    async with open_store({"main": brain}, agent=AGENT) as store, store.subscribe() as events:
+        session = await store.create("s1")
+        await session.send("tools:write=a")
+        await session.follow_up("then this")
+        await session.abort()
+        await finished_runs(events, 2)  # the aborted run, then the follow-up
+        assert user_texts(await session.history()) == ["tools:write=a", "then this"]
+
+
+async def test_run_finished_hooks_hear_every_real_end() -> None:
+    """Parked runs ended by a new message or abort are reported to run_finished; parking is not."""
+    from harness_kernel import hookimpl
+
+    ends: list[tuple[str, str]] = []
+
+    class Observer:
+        @hookimpl
+        def run_finished(self, run_id: str, result) -> None:  # noqa: ANN001
+            ends.append((run_id, result.status))
+
+    async with open_store({"main": brain}, agent=AGENT, plugins=[Observer()]) as store:
+        session = await store.create("s1")
+        first = await session.send("tools:write=a")
+        assert ends == []
+        second = await session.send("hello")
+        third = await session.send("tools:write=b")
+        await session.abort()
+    assert ends == [(first.run_id, "aborted"), (second.run_id, "completed"), (third.run_id, "aborted")]
+
+
+async def test_btw_uses_the_same_instructions_and_context_as_a_run() -> None:
+    """A side question sees the mode's instructions and rendered context, without tools."""
+    from harness_kernel import Mode, context_provider, define_agent
+
+    systems: list[str] = []
+
+    @context_provider
+    def clock(ctx) -> str:  # noqa: ANN001
+        return "It is noon."
+
+    def side(request):  # noqa: ANN001, ANN202
+        systems.append(request.system)
+        return Reply(text="ok")
+
+    agent = define_agent(name="ctx", instructions="base", modes=[Mode("m", instructions="mode rules")], context_providers=[clock])
+    async with open_store({"side": side}, agent=agent) as store:
+        session = await store.create("s1")
+        assert await session.btw("what time is it?", model="scripted/side") == "ok"
+    assert systems == ["mode rules\n\nIt is noon."]
+
+
+def test_a_mode_with_an_invalid_approval_policy_is_refused() -> None:
+    """Mode(approval='maybe') fails at definition, like a tool's would."""
+    from harness_kernel import Mode, define_agent
+    from harness_kernel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mode 'm': approval must be"):
+        define_agent(name="bad", modes=[Mode("m", approval="maybe")])

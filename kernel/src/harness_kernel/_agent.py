@@ -126,6 +126,9 @@ def define_agent(
                 raise ConfigError(f"agent '{name}': two tools are named '{item.name}'")
             seen.add(item.name)
     mode_list = tuple(modes) or (Mode(DEFAULT_MODE),)
+    for mode in mode_list:
+        if mode.approval is not None and not callable(mode.approval) and mode.approval not in ("auto", "ask", "deny"):
+            raise ConfigError(f"mode '{mode.name}': approval must be 'auto', 'ask', 'deny', a callable or None")
     names = [m.name for m in mode_list]
     if len(set(names)) != len(names):
         raise ConfigError(f"agent '{name}': mode names must be unique")

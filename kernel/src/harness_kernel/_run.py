@@ -64,6 +64,7 @@ from .errors import (
 
 __all__ = ["drive", "end_parked_run"]
 
+SUSPENSION_CANCELLED = "cancelled: the run ended before anyone resumed this call"
 IN_DOUBT = (
     "in doubt: the process stopped while this tool was running; it may or may not have "
     "taken effect, and it was not run again"
@@ -113,8 +114,9 @@ async def _execute(session: Session, run: ActiveRun, message: Message | None) ->
     while True:
         unresolved = _unresolved_calls(session)
         if unresolved:
-            if await _settle_tool_calls(session, run, unresolved):
+            if await _settle_tool_calls(session, run, unresolved) and session.parked:
                 return "suspended" if session.pending_suspensions else "waiting_approval"
+            # Parked calls answered while other calls of this round ran go round again.
             continue
         steering = session.take_steering()
         if steering:
@@ -155,12 +157,15 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-async def _build_request(session: Session, run: ActiveRun) -> ModelRequest:
+async def _build_request(
+    session: Session, run_id: str, model: str, *, messages: tuple[Message, ...] | None = None, tools: bool = True
+) -> ModelRequest:
+    """The request for a model step (or, with ``messages`` and no tools, a side question)."""
     rt = session.runtime
     agent = rt.agent
     mode = agent.mode(session.mode)
     ictx = InstructionsContext(
-        session.id, run.id, session.mode, run.model, session.state, session.labels, rt.resources
+        session.id, run_id, session.mode, model, session.state, session.labels, rt.resources
     )
     instructions = mode.instructions if mode is not None and mode.instructions is not None else agent.instructions
     text = await _maybe_await(instructions(ictx)) if callable(instructions) else instructions
@@ -172,22 +177,22 @@ async def _build_request(session: Session, run: ActiveRun) -> ModelRequest:
             if provider.required or rt.policy.context_failure == "fail":
                 raise ContextProviderFailed(f"context provider '{provider.name}' failed") from exc
             session.log.warning(
-                "context_provider_skipped", session_id=session.id, run_id=run.id,
+                "context_provider_skipped", session_id=session.id, run_id=run_id,
                 provider=provider.name, error=f"{type(exc).__name__}: {exc}",
             )
             continue
         if rendered:
             sections.append(str(rendered))
     _, specs = rt.mode_tools(session.mode)
-    _, model_name = rt.resolve_model(run.model)
+    _, model_name = rt.resolve_model(model)
     return ModelRequest(
         model=model_name,
-        messages=tuple(session.messages),
+        messages=tuple(session.messages) if messages is None else messages,
         system="\n\n".join(sections),
-        tools=specs,
+        tools=specs if tools else (),
         settings=agent.model_settings,
         session_id=session.id,
-        run_id=run.id,
+        run_id=run_id or None,
     )
 
 
@@ -230,7 +235,7 @@ async def _aclosing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator
 
 async def _model_step(session: Session, run: ActiveRun) -> Message:
     rt = session.runtime
-    request = await _build_request(session, run)
+    request = await _build_request(session, run.id, run.model)
     if rt.hooks.has("before_model_call"):
         request = await rt.hooks.chain(
             "before_model_call", "request", request, session_id=session.id, run_id=run.id
@@ -326,7 +331,7 @@ async def _settle_tool_calls(session: Session, run: ActiveRun, calls: list[ToolC
             answer = session.suspension_result(call.call_id)
             if answer is not None:
                 if answer.cancelled:
-                    await _finish_call(session, run, call, "error", "cancelled: the suspension was cancelled")
+                    await _finish_call(session, run, call, "error", SUSPENSION_CANCELLED)
                 else:
                     await _finish_call(session, run, call, "ok", render_result(answer.data))
             elif session.suspension_for(call.call_id) is not None:
@@ -466,7 +471,10 @@ async def _finish_call(
 async def _close_open_calls(session: Session, run: ActiveRun | None, why: str) -> None:
     """Give every unanswered tool call a result, so the history stays valid for models."""
     for call in _unresolved_calls(session):
-        if call.call_id in session.started_tools:
+        answer = session.suspension_result(call.call_id)
+        if answer is not None and answer.cancelled:
+            await _finish_call(session, run, call, "error", SUSPENSION_CANCELLED)
+        elif call.call_id in session.started_tools:
             await _finish_call(
                 session, run, call, "error", f"cancelled: {why} while this tool was running (its effects may be partial)"
             )
@@ -488,7 +496,7 @@ async def _settle_previous_run(session: Session) -> None:
         content = IN_DOUBT if outcome == "in_doubt" else "not run: the process stopped before this call ran"
         await _finish_call(session, ghost, call, outcome, content)
     error = ErrorInfo("run.interrupted", "the process stopped during this run")
-    await session.append(ghost, RunFinished("failed", error=error))
+    await _record_end(session, ghost, "failed", error)
 
 
 async def end_parked_run(session: Session, status: str, why: str, *, decline: str | None = None) -> None:
@@ -500,8 +508,39 @@ async def end_parked_run(session: Session, status: str, why: str, *, decline: st
         await session.append(run, SuspensionResolved(suspension.call_id, None, cancelled=True))
     await _close_open_calls(session, run, why)
     code = "run.interrupted" if decline else "run.aborted"
-    await session.append(run, RunFinished(status, error=ErrorInfo(code, why)))
+    await _record_end(session, run, status, ErrorInfo(code, why))
     await session.save_record()
+
+
+async def _record_end(session: Session, run: ActiveRun, status: str, error: ErrorInfo | None) -> RunResult:
+    """Append ``run.finished`` (usage and steps from the log) and tell run_finished hooks."""
+    summary = session.run_summary(run.id)
+    usage = summary.usage if summary is not None else run.usage
+    steps = summary.steps if summary is not None else run.steps
+    duration = (time.perf_counter() - run.started) * 1000 if run.trigger not in ("end", "recover") else 0.0
+    await session.append(run, RunFinished(status, usage, error, duration, steps))
+    result = _result(session, run, status, error)
+    rt = session.runtime
+    if rt.hooks.has("run_finished"):
+        await rt.hooks.notify("run_finished", session.disabled_hooks, session_id=session.id, run_id=run.id, result=result)
+    return result
+
+
+def _result(session: Session, run: ActiveRun, status: str, error: ErrorInfo | None) -> RunResult:
+    messages = session.messages_of(run.id)
+    last_assistant = next((m for m in reversed(messages) if m.role == "assistant"), None)
+    summary = session.run_summary(run.id)
+    return RunResult(
+        session_id=session.id,
+        run_id=run.id,
+        status=status,  # type: ignore[arg-type]
+        text=last_assistant.text if last_assistant else "",
+        messages=messages,
+        tool_calls=tuple(c for m in messages for c in m.tool_calls),
+        usage=summary.usage if summary is not None else run.usage,
+        error=error,
+        duration_ms=(time.perf_counter() - run.started) * 1000,
+    )
 
 
 async def _finish(session: Session, run: ActiveRun, status: str, error: BaseException | None) -> None:
@@ -514,46 +553,32 @@ async def _finish(session: Session, run: ActiveRun, status: str, error: BaseExce
             error=f"{type(error).__name__}: {error}", code=info.code,
         )
     parked = status in ("waiting_approval", "suspended")
+    ended = False
     try:
         if not parked:
             partial = "".join(run.partial_text)
             if partial:
                 await session.append(run, MessageAdded(Message("assistant", (TextPart(partial),))))
             why = "the run was aborted" if status == "aborted" else "the run failed"
+            for handle in session.pending_approvals:  # asked while other calls still ran
+                await session.append(run, ApprovalResolved(handle.approval_id, False, why))
+            for suspension in session.pending_suspensions:
+                await session.append(run, SuspensionResolved(suspension.call_id, None, cancelled=True))
             await _close_open_calls(session, run, why)
-            duration = (time.perf_counter() - run.started) * 1000
-            summary = session.run_summary(run.id)
-            usage = summary.usage if summary is not None else run.usage
-            await session.append(run, RunFinished(status, usage, info, duration, run.steps))
+            run.result = await _record_end(session, run, status, info)
+            ended = True
         await session.save_record()
     except HarnessError as exc:
         session.log.error("run_end_not_recorded", session_id=session.id, run_id=run.id, error=str(exc))
         if info is None and not parked:
             status, info = "failed", sanitize(exc, rt.policy)
-    summary = session.run_summary(run.id)
-    messages = session.messages_of(run.id)
-    last_assistant = next((m for m in reversed(messages) if m.role == "assistant"), None)
-    run.result = RunResult(
-        session_id=session.id,
-        run_id=run.id,
-        status=status,  # type: ignore[arg-type]
-        text=last_assistant.text if last_assistant else "",
-        messages=messages,
-        tool_calls=tuple(c for m in messages for c in m.tool_calls),
-        usage=summary.usage if summary is not None else run.usage,
-        error=info,
-        duration_ms=(time.perf_counter() - run.started) * 1000,
-    )
-    if rt.hooks.has("run_finished") and not parked:
-        await rt.hooks.notify(
-            "run_finished", session.disabled_hooks, session_id=session.id, run_id=run.id, result=run.result
-        )
+    if not ended:
+        run.result = _result(session, run, status, info)
 
 
 async def side_question(session: Session, question: str, model: str) -> str:
     """Ask the model about a snapshot of the history, with no tools; append nothing."""
-    rt = session.runtime
-    provider, model_name = rt.resolve_model(model)
+    provider, _ = session.runtime.resolve_model(model)
     history = list(session.messages)
     # Cut an unfinished tool round off the snapshot: models refuse calls without results.
     for index in range(len(history) - 1, -1, -1):
@@ -562,13 +587,7 @@ async def side_question(session: Session, question: str, model: str) -> str:
             if any(c.call_id not in answered for c in history[index].tool_calls):
                 history = history[:index]
             break
-    request = ModelRequest(
-        model=model_name,
-        messages=(*history, Message.user(question)),
-        system=rt.agent.instructions if isinstance(rt.agent.instructions, str) else "",
-        settings=rt.agent.model_settings,
-        session_id=session.id,
-    )
+    request = await _build_request(session, "", model, messages=(*history, Message.user(question)), tools=False)
     assembly = _Assembly()
     async with _aclosing(provider.stream(request)) as events:
         async for event in events:

@@ -718,6 +718,7 @@ class Session:
             from ._run import end_parked_run
 
             await end_parked_run(self, "aborted", "the run was aborted")
+            self.kick()  # queued follow-ups run, as after any other run
             return True
         return False
 
