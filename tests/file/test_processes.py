@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness_kernel_file import encode_id
+from tests.storage_common.approval import approval_survives_a_restart
 from tests.storage_common.backends import dump_spec
 from tests.storage_common.conflict import two_stores_one_session
 from tests.storage_common.crash import kill_loop
@@ -43,3 +44,8 @@ async def test_a_writer_killed_at_random_moments_leaves_a_whole_log(tmp_path: Pa
 async def test_a_store_that_lost_a_race_fails_the_run_and_recovers(tmp_path: Path) -> None:
     """Two stores on one root: the stale one's run fails with session.conflict, then works."""
     await two_stores_one_session("file", {"root": str(tmp_path)})
+
+
+async def test_a_run_waiting_for_approval_survives_a_restart(tmp_path: Path) -> None:
+    """Parked on an approval, the store closed and reopened: approving continues the run."""
+    await approval_survives_a_restart("file", {"root": str(tmp_path)})

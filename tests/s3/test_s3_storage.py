@@ -14,6 +14,7 @@ from harness_kernel.contracts import SessionFilter
 from harness_kernel.errors import Conflict, InvalidSessionId, StorageError
 from harness_kernel_s3 import S3Storage, encode_id
 from tests.s3.faulty_proxy import Fault, faulty_proxy
+from tests.storage_common.approval import approval_survives_a_restart
 from tests.storage_common.backends import dump_spec
 from tests.storage_common.conflict import two_stores_one_session
 from tests.storage_common.events import message_event, message_text
@@ -246,3 +247,8 @@ async def test_text_with_a_lone_surrogate_round_trips(make_s3: Make) -> None:
     assert loaded is not None
     assert loaded.labels == {"note": "v\ud800"}
     assert [r.id for r in (await fresh.list(SessionFilter(labels={"note": "v\ud800"}))).items] == ["odd"]
+
+
+async def test_a_run_waiting_for_approval_survives_a_restart(s3_options: dict[str, Any]) -> None:
+    """Parked on an approval, the store closed and reopened: approving continues the run."""
+    await approval_survives_a_restart("s3", s3_options)
