@@ -295,7 +295,7 @@ async def test_run_finished_hooks_hear_every_real_end() -> None:
 
     class Observer:
         @hookimpl
-        def run_finished(self, run_id: str, result) -> None:  # noqa: ANN001
+        def run_finished(self, run_id: str, result) -> None:
             ends.append((run_id, result.status))
 
     async with open_store({"main": brain}, agent=AGENT, plugins=[Observer()]) as store:
@@ -315,10 +315,10 @@ async def test_btw_uses_the_same_instructions_and_context_as_a_run() -> None:
     systems: list[str] = []
 
     @context_provider
-    def clock(ctx) -> str:  # noqa: ANN001
+    def clock(ctx) -> str:
         return "It is noon."
 
-    def side(request):  # noqa: ANN001, ANN202
+    def side(request):
         systems.append(request.system)
         return Reply(text="ok")
 

@@ -117,6 +117,8 @@ async def test_valid_arguments_are_structured_and_passed() -> None:
         ({"query": "q", "exact": 1}, "exact: expected bool, got int"),
         ({"query": "q", "filter": {"tag": 1}}, "filter"),
         ({"query": "q", "surprise": True}, "unknown key(s): surprise"),
+        ({"query": "q", "tags": "abc"}, "tags: expected a list, got str"),
+        ({"query": "q", "tags": ["a", 2]}, "tags[1]: expected str, got int"),
         ("not json at all", "not a JSON object"),
     ],
 )

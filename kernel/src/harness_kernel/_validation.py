@@ -6,10 +6,13 @@ the declared type, extra keys are refused, and every error is reported with its 
 
 from __future__ import annotations
 
+import collections.abc
+import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import cattrs
+from cattrs.errors import IterableValidationNote
 
 __all__ = ["ValidationFailed", "strict_converter", "structure_strictly"]
 
@@ -36,9 +39,42 @@ def _exact(kind: type, name: str, *, allow_int: bool = False) -> Any:
     return structure
 
 
+_SEQUENCES = {list: list, tuple: tuple, set: set, frozenset: frozenset}
+
+
+def _is_sequence(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return origin in _SEQUENCES or origin is collections.abc.Sequence or origin is collections.abc.Set
+
+
+def _strict_sequence(conv: cattrs.Converter) -> Any:
+    """Sequences must arrive as JSON arrays: a string is not a list of characters."""
+
+    def structure(value: Any, tp: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        origin = typing.get_origin(tp) or tp
+        build = _SEQUENCES.get(origin, tuple if origin is collections.abc.Sequence else frozenset)
+        items, errors = [], []
+        for index, element in enumerate(value):
+            try:
+                items.append(conv.structure(element, item) if item is not Any else element)
+            except Exception as exc:
+                exc.__notes__ = [*getattr(exc, "__notes__", []), IterableValidationNote(f"@ index {index}", index, item)]
+                errors.append(exc)
+        if errors:
+            raise cattrs.IterableValidationError(f"While structuring {tp!r}", errors, tp)
+        return build(items)
+
+    return structure
+
+
 def strict_converter() -> cattrs.Converter:
     """A converter that refuses extra keys and never coerces between scalar types."""
     conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook_func(_is_sequence, _strict_sequence(conv))
     conv.register_structure_hook(str, _exact(str, "str"))
     conv.register_structure_hook(int, _exact(int, "int"))
     conv.register_structure_hook(float, _exact(float, "float", allow_int=True))
