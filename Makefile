@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
 
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart/quickstart.py
+	$(BIN)/python examples/quickstart/run_config_demo.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -1,64 +1,21 @@
 """Quickstart on the embedded defaults: no API key, no files, no services.
 
-A notes agent talks through the scripted model: it streams its answer, calls a tool that
-needs approval (approved here on the user's behalf), then the store is closed and a new
-one, on the same storage, picks the session up where it was. Run it with `make demo`.
+The notes agent (notes_agent.py) talks through a scripted model: it streams its answer,
+calls a tool that needs approval (approved here on the user's behalf), then the store is
+closed and a new one, on the same storage, picks the session up where it was. `make demo`
+runs this, then the same agent deployed from harness.toml through the CLI.
 
-To use a real model, install harness-kernel-openai and change one line:
-    providers=["scripted"] -> providers=[{"plugin": "openai", "options": {}}]
-and default_model to e.g. "openai/gpt-4.1-mini" (OPENAI_API_KEY is read from the env).
+To use a real model here, name the provider and the model instead of the scripted ones:
+    providers=["openai"], default_model="openai/gpt-4.1-mini"   (OPENAI_API_KEY from the env)
 """
 
 from __future__ import annotations
 
 import trio
 
-from harness_kernel import (
-    MemoryStorage,
-    ModelRequest,
-    ToolResultPart,
-    create_session_store,
-    define_agent,
-    tool,
-)
-from harness_kernel.testing import Reply, ScriptedProvider, ToolCall
-
-
-@tool(approval="ask", category="edit")
-async def save_note(title: str, text: str) -> str:
-    """Save a note for the user.
-
-    Args:
-        title: a short title
-        text: the note itself
-    """
-    return f"saved note '{title}' ({len(text)} characters)"
-
-
-def notes_model(request: ModelRequest) -> Reply:
-    """A scripted stand-in for a real model, deciding from the conversation so far."""
-    last = request.messages[-1]
-    if last.role == "tool":
-        result = last.parts[0]
-        assert isinstance(result, ToolResultPart)
-        return Reply(text=f"Done: {result.content}. Anything else?")
-    question = last.text
-    if question.lower().startswith("remember"):
-        note = question.split(" ", 1)[1]
-        return Reply(text="Let me write that down. ", tool_calls=[ToolCall("save_note", {"title": "reminder", "text": note})])
-    saved = [
-        m.parts[0].content
-        for m in request.messages
-        if m.role == "tool" and isinstance(m.parts[0], ToolResultPart) and not m.parts[0].is_error
-    ]
-    return Reply(text=f"So far I have {len(saved)} note(s): {'; '.join(saved) or 'none'}.")
-
-
-agent = define_agent(
-    name="notes",
-    instructions="You keep the user's notes.",
-    tools=[save_note],
-)
+from harness_kernel import MemoryStorage, create_session_store
+from harness_kernel.testing import ScriptedProvider
+from notes_agent import agent, notes_model  # the same agent harness.toml deploys
 
 
 async def turn(store, session_id: str, text: str) -> None:  # noqa: ANN001
@@ -98,7 +55,7 @@ async def main() -> None:
         runs = await session.runs()
         print(f"resumed session 'demo': {len(await session.history())} messages, {len(runs)} runs, "
               f"last run {runs[-1].status}")
-        await turn(store, "demo", "What do you have for me?")
+        await turn(store, "demo", "What did I ask you to remember?")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ def test_the_quickstart_streams_calls_a_tool_with_approval_and_resumes() -> None
         capture_output=True, text=True, timeout=120, check=True,
     )
     out = done.stdout
+    assert "Hello! I keep notes for you." in out
     assert "[approval needed: save_note(" in out
     assert "Done: saved note 'reminder' (29 characters)." in out
     assert "resumed session 'demo': 6 messages, 2 runs, last run completed" in out
-    assert out.rstrip().endswith("So far I have 1 note(s): saved note 'reminder' (29 characters).")
+    assert out.rstrip().endswith("You have 1 note(s): saved note 'reminder' (29 characters).")
     assert done.stderr == ""

@@ -36,6 +36,7 @@ from ._runtime import StoreEvent, validate_session_id
 from ._session import ApprovalHandle, RunStream, Session, SuspensionHandle
 from ._store import SessionStore, create_session_store
 from ._tools import Tool, ToolContext, ask_user, tool
+from .config import HarnessConfig, load_config, open_store_from_config
 from .contracts import (
     ExecResult,
     Finish,
@@ -51,7 +52,7 @@ from .contracts import (
     ToolCallEnd,
     ToolCallStart,
 )
-from .errors import HarnessError
+from .errors import ConfigFileError, HarnessError
 from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -59,6 +60,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "ApprovalHandle",
+    "ConfigFileError",
     "ContextProvider",
     "DisplayState",
     "DisplayStateChanged",
@@ -67,6 +69,7 @@ __all__ = [
     "Event",
     "ExecResult",
     "Finish",
+    "HarnessConfig",
     "HarnessError",
     "InstructionsContext",
     "LogSink",
@@ -106,6 +109,8 @@ __all__ = [
     "create_session_store",
     "define_agent",
     "hookimpl",
+    "load_config",
+    "open_store_from_config",
     "tool",
     "validate_session_id",
 ]

@@ -48,7 +48,7 @@ from ._plugins import Kind, PluginRegistry, Registration
 from ._policy import ErrorPolicy
 from ._validation import ValidationFailed, structure_strictly
 from .codec import converter
-from .errors import ConfigError, HarnessError, PluginError
+from .errors import ConfigError, ConfigFileError, HarnessError, PluginError
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -66,17 +66,6 @@ __all__ = [
 DEFAULT_CONFIG: Final = "harness.toml"
 CONFIG_DIR_VARIABLE: Final = "CONFIG_DIR"
 """``${CONFIG_DIR}`` is always the absolute directory of the file being loaded."""
-
-
-class ConfigFileError(ConfigError):
-    """A configuration file is invalid. ``errors`` lists every problem, one
-    ``"key.path: message"`` line each; ``source`` names the file."""
-
-    def __init__(self, source: str, errors: Sequence[str]) -> None:
-        self.source = source
-        self.errors = tuple(errors)
-        count = f"{len(self.errors)} error{'s' if len(self.errors) != 1 else ''}"
-        super().__init__(f"{source}: {count}\n" + "\n".join(f"  {line}" for line in self.errors))
 
 
 # -- the resolved configuration ---------------------------------------------------------

@@ -4,6 +4,7 @@
 
     HarnessError                      base of everything raised on purpose
     ├── ConfigError                   bad store arguments, options or agent definition
+    │   └── ConfigFileError           a config file with problems (all listed in .errors)
     ├── InvalidSessionId              a session id that is empty, too long or unsafe
     ├── StoreClosed                   the store was closed; every call fails fast
     ├── SessionClosed                 the session was closed or unloaded
@@ -40,10 +41,13 @@ the boundary with ``raise ... from exc`` so the detail stays in the logs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AuthenticationFailed",
     "BadRequest",
     "ConfigError",
+    "ConfigFileError",
     "Conflict",
     "ContextProviderFailed",
     "ContextTooLong",
@@ -89,6 +93,17 @@ class ConfigError(HarnessError):
     """The store's arguments, a plugin's options or the agent definition are invalid."""
 
     code = "config.invalid"
+
+
+class ConfigFileError(ConfigError):
+    """A configuration file is invalid. ``errors`` lists every problem, one
+    ``"key.path: message"`` line each; ``source`` names the file."""
+
+    def __init__(self, source: str, errors: Sequence[str]) -> None:
+        self.source = source
+        self.errors = tuple(errors)
+        count = f"{len(self.errors)} error{'s' if len(self.errors) != 1 else ''}"
+        super().__init__(f"{source}: {count}\n" + "\n".join(f"  {line}" for line in self.errors))
 
 
 class InvalidSessionId(HarnessError, ValueError):
