@@ -199,3 +199,21 @@ async def test_text_with_a_lone_surrogate_round_trips(tmp_path: Path) -> None:
     assert loaded is not None
     assert loaded.labels == {"note": "v\ud800"}
     assert [r.id for r in (await fresh.list(SessionFilter(labels={"note": "v\ud800"}))).items] == ["odd"]
+
+
+async def test_a_large_read_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:
+    """The collector paused for a big decode is on again afterwards, and stays off if the host turned it off."""
+    import gc
+
+    storage = FileStorage(tmp_path)
+    await storage.create(_record("big"))
+    await storage.append("big", [message_event(s, "x") for s in range(1, 1501)], 0)
+    assert gc.isenabled()
+    assert len(await storage.read("big")) == 1500
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert len(await storage.read("big")) == 1500
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -161,3 +161,22 @@ async def test_text_with_a_lone_surrogate_round_trips(tmp_path: Path) -> None:
     assert loaded.labels == {"note": "v\ud800"}
     assert [r.id for r in (await storage.list(SessionFilter(labels={"note": "v\ud800"}))).items] == ["odd"]
     await storage.aclose()
+
+
+async def test_a_large_read_leaves_the_garbage_collector_as_it_was() -> None:
+    """The collector paused for a big decode is on again afterwards, and stays off if the host turned it off."""
+    import gc
+
+    storage = SqliteStorage(":memory:")
+    await storage.create(_record("big"))
+    await storage.append("big", [message_event(s, "x") for s in range(1, 1501)], 0)
+    assert gc.isenabled()
+    assert len(await storage.read("big")) == 1500
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert len(await storage.read("big")) == 1500
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    await storage.aclose()

