@@ -160,7 +160,8 @@ class ChatStream:
         return out
 
     def _tool_call(self, call: Mapping[str, Any]) -> list[ModelEvent]:
-        function = call.get("function") if isinstance(call.get("function"), Mapping) else {}
+        raw_function = call.get("function")
+        function: Mapping[str, Any] = raw_function if isinstance(raw_function, Mapping) else {}
         index = call.get("index")
         if not isinstance(index, int):
             index = len(self._calls)  # servers that omit the index send each call whole

@@ -26,7 +26,7 @@ import math
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -367,17 +367,19 @@ class SSETransport:
         return MalformedResponse(f"{self.provider}: {self.scrub(what)}")
 
     def _timed_out(self, phase: str, limit: float | None) -> ProviderUnavailable:
-        span = f" within {limit:g} s" if limit is not None else ""
-        return ProviderUnavailable(f"{self.provider}: the request timed out {phase}{span}")
+        after = f" after {limit:g} s" if limit is not None else ""
+        return ProviderUnavailable(f"{self.provider}: the request timed out{after}, {phase}")
 
     def _unreachable(self, exc: httpx.HTTPError, phase: str) -> ProviderError:
         if isinstance(exc, httpx.TimeoutException):
-            return self._timed_out(phase, None)
+            return self._timed_out(f"{phase} (connect_timeout)", None)
         if isinstance(exc, httpx.DecodingError):
             return self.malformed(f"the response could not be decoded ({type(exc).__name__})")
         return ProviderUnavailable(f"{self.provider}: connection failed {phase} ({type(exc).__name__})")
 
-    async def events(self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> AsyncIterator[ServerSentEvent]:
+    async def events(
+        self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[ServerSentEvent, None]:
         """POST ``body`` to ``path`` and yield the response's server-sent events.
 
         Raises ``ProviderError`` subclasses for HTTP errors, timeouts, broken
@@ -447,7 +449,9 @@ class SSETransport:
             except httpx.HTTPError as exc:
                 raise self._unreachable(exc, "while streaming the response") from exc
         if limit < deadline:
-            raise self._timed_out("while streaming: no data arrived", self.read_timeout)
+            raise ProviderUnavailable(
+                f"{self.provider}: no data arrived for {self.read_timeout:g} s while streaming (read_timeout)"
+            )
         raise self._timed_out("while streaming the response", self.timeout)
 
     async def _read_rest(self, chunks: AsyncIterator[bytes], deadline: float, limit: int) -> tuple[bytes, bool]:
