@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from harness_kernel import Message, ModelRequest, TextPart, ToolCallPart, ToolResultPart
+from harness_kernel import (
+    Message,
+    ModelRequest,
+    PluginRegistry,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 from harness_kernel.contracts import ToolSpec
 from harness_kernel.errors import BadRequest, MalformedResponse, ProviderUnavailable
 from harness_kernel_anthropic import AnthropicOptions, AnthropicProvider
@@ -207,3 +214,10 @@ async def test_parallel_tool_calls_stream_in_order(loopback: LoopbackServer) -> 
     _, result = await _exchange(loopback, request("claude-test"), reply)
     assert result.text == "Two lookups."
     assert [(n, json.loads(a)) for _, n, a in result.calls] == [("lookup", {"word": "a"}), ("lookup", {"word": "b"})]
+
+
+def test_the_plugin_is_listed_with_its_distribution() -> None:
+    """Installed, ``anthropic`` appears in the plugin listing as a loaded provider."""
+    rows = {(r.kind, r.name): r for r in PluginRegistry().listing()}
+    row = rows[("provider", "anthropic")]
+    assert (row.status, row.distribution, row.version) == ("loaded", "harness-kernel-anthropic", "0.1.0")

@@ -10,6 +10,7 @@ import pytest
 from harness_kernel import (
     Message,
     ModelRequest,
+    PluginRegistry,
     TextPart,
     ToolCallPart,
     ToolResultPart,
@@ -207,3 +208,10 @@ async def test_a_tool_call_without_a_name_is_malformed(loopback: LoopbackServer)
             await collect(provider, request("m"))
     finally:
         await provider.aclose()
+
+
+def test_the_plugin_is_listed_with_its_distribution() -> None:
+    """Installed, ``openai`` appears in the plugin listing as a loaded provider."""
+    rows = {(r.kind, r.name): r for r in PluginRegistry().listing()}
+    row = rows[("provider", "openai")]
+    assert (row.status, row.distribution, row.version) == ("loaded", "harness-kernel-openai", "0.1.0")
