@@ -128,6 +128,7 @@ async def measure(
     events = history(turn, size)
     for start in range(0, len(events), 500):
         await storage.append(SESSION, events[start : start + 500], start)
+    del events  # only the store under test should hold the history
     if storage is not name:
         await storage.aclose()
 
