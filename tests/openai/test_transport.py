@@ -17,8 +17,7 @@ from harness_kernel.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from harness_kernel_openai import OpenAIProvider
-from harness_kernel_openai.transport import (
+from harness_kernel.http import (
     ErrorDetail,
     error_for,
     parse_error_body,
@@ -26,6 +25,7 @@ from harness_kernel_openai.transport import (
     scrub,
     secret_header_values,
 )
+from harness_kernel_openai import OpenAIProvider
 from tests.providers_common.events import collect, request
 from tests.providers_common.loopback import LoopbackServer
 from tests.providers_common.scripted import Broken, Raw, Reply, ScriptedAPI, Status

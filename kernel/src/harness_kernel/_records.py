@@ -60,7 +60,11 @@ def new_id(prefix: str) -> str:
 
 @attrs.frozen
 class Usage:
-    """Token counts. Adding two ``Usage`` values sums them; providers stream one as an event."""
+    """Token counts. Adding two ``Usage`` values sums them; providers stream one as an event.
+
+    ``input_tokens`` counts every prompt token, cached ones included (for Anthropic:
+    input + cache reads + cache writes); ``cache_read_tokens`` and ``cache_write_tokens``
+    say how many of them were served from or written to a prompt cache."""
 
     type: ClassVar[str] = "usage"
 

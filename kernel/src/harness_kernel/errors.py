@@ -248,14 +248,19 @@ class ContextProviderFailed(RunError):
 
 
 class ProviderError(HarnessError):
-    """A model call failed. ``retryable`` says whether trying again may succeed."""
+    """A model call failed. ``retryable`` says whether trying again may succeed;
+    ``retry_after`` is the delay in seconds the API asked for, when it said (429, and
+    some 503/529 responses)."""
 
     code = "provider.error"
     retryable: bool = False
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class RateLimited(ProviderError):
@@ -274,8 +279,7 @@ class RateLimited(ProviderError):
         retry_after: float | None = None,
         status_code: int | None = 429,
     ) -> None:
-        super().__init__(message, status_code=status_code)
-        self.retry_after = retry_after
+        super().__init__(message, status_code=status_code, retry_after=retry_after)
 
 
 class ProviderUnavailable(ProviderError):

@@ -18,7 +18,7 @@ import attrs
 from harness_kernel import ModelProvider, ModelRequest, hookimpl
 from harness_kernel.contracts import ModelEvent
 from harness_kernel.hookspecs import Register
-from harness_kernel_openai.transport import (
+from harness_kernel.http import (
     SSETransport,
     api_key_from_env,
     http_url,

@@ -22,8 +22,7 @@ from harness_kernel import (
 )
 from harness_kernel.contracts import ModelEvent
 from harness_kernel.errors import BadRequest
-from harness_kernel_openai.sse import ServerSentEvent
-from harness_kernel_openai.transport import SSETransport, detail_from_object
+from harness_kernel.http import ServerSentEvent, SSETransport, detail_from_object
 
 __all__ = ["MessagesStream", "messages_body", "messages_of"]
 

@@ -18,9 +18,7 @@ import attrs
 from harness_kernel import ModelProvider, ModelRequest, hookimpl
 from harness_kernel.contracts import ModelEvent
 from harness_kernel.hookspecs import Register
-
-from ._chat import ChatStream, chat_body, chat_messages
-from .transport import (
+from harness_kernel.http import (
     SSETransport,
     api_key_from_env,
     http_url,
@@ -28,6 +26,8 @@ from .transport import (
     positive,
     secret_header_values,
 )
+
+from ._chat import ChatStream, chat_body, chat_messages
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIOptions", "OpenAIProvider", "chat_messages"]
 __version__ = "0.1.0"

@@ -19,9 +19,7 @@ from harness_kernel import (
 )
 from harness_kernel.contracts import ModelEvent
 from harness_kernel.errors import BadRequest
-
-from .sse import ServerSentEvent
-from .transport import SSETransport, detail_from_object
+from harness_kernel.http import ServerSentEvent, SSETransport, detail_from_object
 
 __all__ = ["ChatStream", "chat_body", "chat_messages"]
 

@@ -34,7 +34,7 @@ import attrs
 import httpx
 import trio
 
-from harness_kernel.errors import (
+from ..errors import (
     AuthenticationFailed,
     BadRequest,
     ContextTooLong,
@@ -43,8 +43,7 @@ from harness_kernel.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-
-from .sse import ServerSentEvent, SSEDecoder
+from ._sse import ServerSentEvent, SSEDecoder
 
 __all__ = [
     "ErrorDetail",
@@ -311,8 +310,7 @@ def error_for(
     else:
         error = ProviderUnavailable(text, status_code=effective)
     if isinstance(error, ProviderUnavailable) and retry_after is not None:
-        # Not a field of ProviderUnavailable, but retry policies read it when present.
-        error.retry_after = retry_after  # type: ignore[attr-defined]
+        error.retry_after = retry_after  # a 503/529 that said when to come back
     return error
 
 

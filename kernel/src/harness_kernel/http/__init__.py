@@ -1,0 +1,43 @@
+"""HTTP plumbing for provider plugins: a WHATWG SSE decoder and a streaming transport.
+
+``SSETransport`` does what every streaming HTTP provider needs: one httpx client per
+provider, trio deadlines, a cap on response size, the response closed at once when the
+consumer stops or is cancelled, HTTP errors mapped to the kernel's ``ProviderError``
+tree (with ``Retry-After`` parsed), and API keys scrubbed from every message. The
+OpenAI-compatible and Anthropic plugins are built on it; third-party providers may be.
+"""
+
+from __future__ import annotations
+
+from ._sse import ServerSentEvent, SSEDecoder
+from ._transport import (
+    ErrorDetail,
+    SSETransport,
+    api_key_from_env,
+    detail_from_object,
+    error_for,
+    http_url,
+    namespace_name,
+    parse_error_body,
+    positive,
+    retry_after_from,
+    scrub,
+    secret_header_values,
+)
+
+__all__ = [
+    "ErrorDetail",
+    "SSEDecoder",
+    "SSETransport",
+    "ServerSentEvent",
+    "api_key_from_env",
+    "detail_from_object",
+    "error_for",
+    "http_url",
+    "namespace_name",
+    "parse_error_body",
+    "positive",
+    "retry_after_from",
+    "scrub",
+    "secret_header_values",
+]
