@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import harness_kernel
-from harness_kernel import contracts, errors, events, testing
+from harness_kernel import contracts, errors, events, http, storage, testing
 
 
 def test_all_is_sorted_and_complete() -> None:
     """Every name in __all__ exists, the lists are sorted, and nothing private leaks."""
-    for module in (harness_kernel, contracts, errors, events, testing):
+    for module in (harness_kernel, contracts, errors, events, http, storage, testing):
         names = module.__all__
         assert names == sorted(names), module.__name__
         for name in names:

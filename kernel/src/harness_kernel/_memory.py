@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -14,37 +13,9 @@ import trio
 from ._records import Event, SessionRecord
 from .contracts import LogSink, Page, SessionFilter, SessionStorage, StorageCapabilities
 from .errors import Conflict, SessionExists, SessionNotFound
+from .storage import check_batch, decode_cursor, encode_cursor, list_order_key
 
-__all__ = ["MemoryLogSink", "MemoryStorage", "decode_cursor", "encode_cursor", "list_order_key"]
-
-
-def list_order_key(record: SessionRecord) -> tuple[float, str]:
-    """The contract's listing order is descending on this key."""
-    return (record.created_at, record.id)
-
-
-def encode_cursor(record: SessionRecord) -> str:
-    """An opaque cursor naming the last item of a page (created_at, id)."""
-    raw = json.dumps([record.created_at, record.id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """The (created_at, id) a cursor names; ``ValueError`` if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, session_id = json.loads(raw)
-        return float(created_at), str(session_id)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid cursor {cursor!r}") from exc
-
-
-def check_batch(events: Sequence[Event], expected_seq: int) -> None:
-    for offset, event in enumerate(events, start=1):
-        if event.seq != expected_seq + offset:
-            raise ValueError(
-                f"events must be numbered from expected_seq + 1 = {expected_seq + 1}, contiguously"
-            )
+__all__ = ["MemoryLogSink", "MemoryStorage"]
 
 
 @attrs.define

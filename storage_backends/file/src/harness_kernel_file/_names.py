@@ -9,14 +9,10 @@ byte order of its input, which the listing index relies on.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import re
-import struct
 
-from harness_kernel import validate_session_id
-from harness_kernel.contracts import SessionFilter
+from harness_kernel.storage import decode_id, encode_id, index_scopes, listing_scope
+from harness_kernel.storage import sortable_time as _sortable_bits
 
 __all__ = [
     "decode_id",
@@ -32,31 +28,9 @@ __all__ = [
 _ENTRY = re.compile(r"^([0-9a-f]{16})-([0-9a-v]{1,205})$")
 
 
-def encode_id(session_id: str) -> str:
-    """The directory name of a session: lower-case base32hex of the UTF-8 id.
-
-    Refuses ids the kernel would refuse (``InvalidSessionId``): the 128-character limit
-    keeps every name under the 255-byte limit of common filesystems.
-    """
-    validate_session_id(session_id)
-    return base64.b32hexencode(session_id.encode()).decode().rstrip("=").lower()
-
-
-def decode_id(name: str) -> str:
-    """The session id a directory name encodes; ``ValueError`` if it encodes none."""
-    try:
-        raw = base64.b32hexdecode(name.upper() + "=" * (-len(name) % 8))
-        return raw.decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError(f"{name!r} is not an encoded session id") from exc
-
-
 def sortable_time(created_at: float) -> str:
     """16 hex digits whose string order is the numeric order of ``created_at`` (exact)."""
-    created_at += 0.0  # -0.0 == 0.0 for the contract: give them one key
-    (bits,) = struct.unpack(">Q", struct.pack(">d", created_at))
-    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
-    return f"{bits:016x}"
+    return f"{_sortable_bits(created_at):016x}"
 
 
 def entry_name(created_at: float, session_id: str) -> str:
@@ -84,23 +58,3 @@ def parse_cursor(cursor: str) -> str:
     if not isinstance(cursor, str) or entry_session(cursor) is None:
         raise ValueError(f"invalid cursor {cursor!r:.80}: pass back a next_cursor from this storage")
     return cursor
-
-
-def _scope(kind: str, *parts: str) -> str:
-    digest = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"{kind}-{digest}"
-
-
-def index_scopes(agent: str, labels: dict[str, str]) -> list[str]:
-    """Every index directory a session with this agent and these labels is entered in."""
-    return ["all", _scope("agent", agent), *(_scope("label", k, v) for k, v in sorted(labels.items()))]
-
-
-def listing_scope(filter: SessionFilter) -> str:
-    """The index directory that holds every match of ``filter`` and as few others as we can tell."""
-    if filter.labels:
-        key = min(filter.labels)
-        return _scope("label", key, filter.labels[key])
-    if filter.agent is not None:
-        return _scope("agent", filter.agent)
-    return "all"

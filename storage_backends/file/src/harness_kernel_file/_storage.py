@@ -21,7 +21,6 @@ import bisect
 import errno
 import fcntl
 import functools
-import gc
 import json
 import os
 import re
@@ -45,6 +44,7 @@ from harness_kernel.codec import (
 )
 from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
+from harness_kernel.storage import check_batch, gc_paused, json_bytes
 
 from ._names import (
     encode_id,
@@ -69,44 +69,6 @@ _CHUNK = 64 * 1024
 _SPARSE_EVERY = 64  # remember the offset of every 64th line for read(after_seq=...)
 
 
-_GC_PAUSE_EVENTS = 1000
-
-
-@contextmanager
-def _gc_paused(events: int) -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large read is decoded.
-
-    Decoding thousands of events allocates a great many small objects, none of them in
-    cycles; meanwhile the collector would walk the whole heap again and again (about 40%
-    of a 10,000-event read). It is turned back on afterwards, and only if it was on, so
-    a host that disabled it keeps it disabled.
-    """
-    if events < _GC_PAUSE_EVENTS or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def _check_batch(events: Sequence[Event], expected_seq: int) -> None:
-    for offset, event in enumerate(events, start=1):
-        if event.seq != expected_seq + offset:
-            raise ValueError(
-                f"events must be numbered from expected_seq + 1 = {expected_seq + 1}, contiguously"
-            )
-
-
-def _json_bytes(payload: Any) -> bytes:
-    """``codec.dumps`` as UTF-8. A lone surrogate (valid in a Python str, not in UTF-8) is
-    written as its JSON escape, which reads back as the same str."""
-    text = dumps(payload)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -259,7 +221,7 @@ class FileStorage(SessionStorage):
 
     def _create(self, record: SessionRecord) -> None:
         enc = encode_id(record.id)
-        payload = _json_bytes(encode_record(record))
+        payload = json_bytes(encode_record(record))
         with self._locked(enc, exclusive=True, create=True) as directory:
             assert directory is not None
             if (directory / RECORD).exists():
@@ -294,7 +256,7 @@ class FileStorage(SessionStorage):
     def _save(self, record: SessionRecord, expected_revision: int) -> None:
         if record.revision != expected_revision + 1:
             raise ValueError("record.revision must be expected_revision + 1")
-        payload = _json_bytes(encode_record(record))
+        payload = json_bytes(encode_record(record))
         with self._locked(encode_id(record.id), exclusive=True) as directory:
             stored = self._read_record(directory) if directory else None
             if directory is None or stored is None:
@@ -380,11 +342,11 @@ class FileStorage(SessionStorage):
         return int(match.group(2))
 
     def _append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        _check_batch(events, expected_seq)
+        check_batch(events, expected_seq)
         line = b""
         if events:
             body = {"first": events[0].seq, "last": events[-1].seq, "events": [encode_event(e) for e in events]}
-            line = _json_bytes(body) + b"\n"
+            line = json_bytes(body) + b"\n"
         with self._log(session_id, exclusive=True) as (enc, fd, end):
             last = self._last_seq_at(fd, end)
             if last != expected_seq:
@@ -434,7 +396,7 @@ class FileStorage(SessionStorage):
         if not wanted:
             return []
         events: list[Event] = []
-        with _gc_paused(expected_first - after_seq if expected_first else 0):
+        with gc_paused(expected_first - after_seq if expected_first else 0):
             try:
                 batches = loads(b"[" + b",".join(wanted) + b"]")
             except ValueError as exc:

@@ -30,13 +30,13 @@ from harness_kernel import Event, SessionRecord
 from harness_kernel.codec import (
     decode_event,
     decode_record,
-    dumps,
     encode_event,
     encode_record,
     loads,
 )
 from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
+from harness_kernel.storage import check_batch, json_bytes
 
 from ._client import S3Client, error_code, is_missing, is_precondition_failed
 from ._keys import encode_id, index_scopes, listing_scope, order_key, parse_order_key, seq_name
@@ -45,24 +45,6 @@ __all__ = ["S3Storage"]
 
 _BATCH = re.compile(r"/events/(\d{20})\.json$")
 _SEGMENT = re.compile(r"/segments/(\d{20})-(\d{20})\.json$")
-
-
-def _check_batch(events: Sequence[Event], expected_seq: int) -> None:
-    for offset, event in enumerate(events, start=1):
-        if event.seq != expected_seq + offset:
-            raise ValueError(
-                f"events must be numbered from expected_seq + 1 = {expected_seq + 1}, contiguously"
-            )
-
-
-def _json_bytes(payload: Any) -> bytes:
-    """``codec.dumps`` as UTF-8. A lone surrogate (valid in a Python str, not in UTF-8) is
-    written as its JSON escape, which reads back as the same str."""
-    text = dumps(payload)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace")
 
 
 def _failed(operation: str, exc: BaseException) -> StorageError:
@@ -313,7 +295,7 @@ class S3Storage(SessionStorage):
             return
         first, last = head.segment_end + 1, head.last_seq
         key = f"{self._log_prefix(enc, head.generation)}segments/{seq_name(first)}-{seq_name(last)}.json"
-        body = _json_bytes({"first": first, "last": last, "events": [encode_event(e) for e in tail]})
+        body = json_bytes({"first": first, "last": last, "events": [encode_event(e) for e in tail]})
         try:
             await self._s3.call("put_object", Key=key, Body=body, IfNoneMatch="*", ContentType="application/json")
         except (ClientError, BotoCoreError) as exc:
@@ -331,7 +313,7 @@ class S3Storage(SessionStorage):
         entries = self._index_keys(record)
         # Index entries first: a crash before the record leaves entries that listing skips.
         await self._concurrently([functools.partial(self._put_empty, key) for key in sorted(entries)])
-        body = _json_bytes({"generation": generation, "record": encode_record(record)})
+        body = json_bytes({"generation": generation, "record": encode_record(record)})
         try:
             await self._s3.call(
                 "put_object", Key=self._record_key(enc), Body=body, IfNoneMatch="*",
@@ -372,7 +354,7 @@ class S3Storage(SessionStorage):
         for key in sorted(new_entries - old_entries):
             await self._put_empty(key)
         generation = document["generation"]
-        body = _json_bytes({"generation": generation, "record": encode_record(record)})
+        body = json_bytes({"generation": generation, "record": encode_record(record)})
         try:
             await self._s3.call(
                 "put_object", Key=self._record_key(enc), Body=body, IfMatch=etag,
@@ -393,7 +375,7 @@ class S3Storage(SessionStorage):
     async def append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
         self._check_open()
         events = list(events)
-        _check_batch(events, expected_seq)
+        check_batch(events, expected_seq)
         enc = encode_id(session_id)
         generation = await self._generation(session_id, enc)
         head = self._head(session_id, generation)
@@ -408,7 +390,7 @@ class S3Storage(SessionStorage):
         last = events[-1].seq
         key = self._batch_key(enc, generation, expected_seq + 1)
         token = secrets.token_hex(8)
-        body = _json_bytes({"first": expected_seq + 1, "last": last, "events": [encode_event(e) for e in events]})
+        body = json_bytes({"first": expected_seq + 1, "last": last, "events": [encode_event(e) for e in events]})
         try:
             await self._s3.call(
                 "put_object", Key=key, Body=body, IfNoneMatch="*",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import gc
 import json
 import sqlite3
 import threading
@@ -33,6 +32,7 @@ from harness_kernel.codec import (
 )
 from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
+from harness_kernel.storage import check_batch, gc_paused
 
 from ._schema import migrate
 
@@ -43,34 +43,6 @@ Synchronous = Literal["off", "normal", "full", "extra"]
 _CURSOR_TAG = "sq1"
 
 
-_GC_PAUSE_EVENTS = 1000
-
-
-@contextmanager
-def _gc_paused(events: int) -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large read is decoded.
-
-    Decoding thousands of events allocates a great many small objects, none of them in
-    cycles; meanwhile the collector would walk the whole heap again and again (about 40%
-    of a 10,000-event read). It is turned back on afterwards, and only if it was on, so
-    a host that disabled it keeps it disabled.
-    """
-    if events < _GC_PAUSE_EVENTS or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def _check_batch(events: Sequence[Event], expected_seq: int) -> None:
-    for offset, event in enumerate(events, start=1):
-        if event.seq != expected_seq + offset:
-            raise ValueError(
-                f"events must be numbered from expected_seq + 1 = {expected_seq + 1}, contiguously"
-            )
 
 
 def _text(value: str) -> str:
@@ -259,7 +231,7 @@ class SqliteStorage(SessionStorage):
     @staticmethod
     def _append(conn: sqlite3.Connection, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
         validate_session_id(session_id)
-        _check_batch(events, expected_seq)
+        check_batch(events, expected_seq)
         rows = [(session_id, e.seq, _json(encode_event(e))) for e in events]
         with _transaction(conn, write=True):
             moved = conn.execute(
@@ -383,7 +355,7 @@ class SqliteStorage(SessionStorage):
 
 
 def _decode_events(rows: list[str]) -> list[Event]:
-    with _gc_paused(len(rows)):
+    with gc_paused(len(rows)):
         try:
             payloads = loads("[" + ",".join(rows) + "]")
         except ValueError as exc:

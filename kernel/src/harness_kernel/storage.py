@@ -1,0 +1,153 @@
+"""Helpers for storage backend authors: the pieces every backend needs the same way.
+
+- ``check_batch``: the contract's numbering rule for ``append``.
+- ``encode_id`` / ``decode_id``: a session id as a safe, reversible, case-distinct name
+  (lower-case base32hex of its UTF-8 bytes: ``[0-9a-v]`` only, so no separator, dot
+  segment or NUL; byte order is kept, so names sort as ids do).
+- ``sortable_time``: ``created_at`` as a 64-bit integer whose order is the float's.
+- ``index_scopes`` / ``listing_scope``: index partitions for label and agent filters,
+  so a listing reads one partition instead of every session.
+- ``list_order_key``, ``encode_cursor``, ``decode_cursor``: the contract's listing order
+  and an opaque cursor for it.
+- ``json_bytes``, ``gc_paused``: writing the codec's JSON as UTF-8, and decoding large
+  reads without the garbage collector walking the heap over and over.
+
+The file and S3 backends in this repository are built on them, as the memory backend is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gc
+import hashlib
+import json
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ._records import Event, SessionRecord
+from ._runtime import validate_session_id
+from .codec import dumps
+from .contracts import SessionFilter
+
+__all__ = [
+    "check_batch",
+    "decode_cursor",
+    "decode_id",
+    "encode_cursor",
+    "encode_id",
+    "gc_paused",
+    "index_scopes",
+    "json_bytes",
+    "list_order_key",
+    "listing_scope",
+    "sortable_time",
+]
+
+GC_PAUSE_EVENTS = 1000
+
+
+def check_batch(events: Sequence[Event], expected_seq: int) -> None:
+    """``ValueError`` unless ``events`` are numbered ``expected_seq + 1``, ``+ 2``, ..."""
+    for offset, event in enumerate(events, start=1):
+        if event.seq != expected_seq + offset:
+            raise ValueError(
+                f"events must be numbered from expected_seq + 1 = {expected_seq + 1}, contiguously"
+            )
+
+
+def encode_id(session_id: str) -> str:
+    """A session id as a name: lower-case base32hex of its UTF-8 bytes.
+
+    Refuses ids the kernel would refuse (``InvalidSessionId``); the 128-character limit
+    keeps every name under the 255-byte limit of common filesystems.
+    """
+    validate_session_id(session_id)
+    return base64.b32hexencode(session_id.encode()).decode().rstrip("=").lower()
+
+
+def decode_id(name: str) -> str:
+    """The session id ``name`` encodes; ``ValueError`` if it encodes none."""
+    try:
+        return base64.b32hexdecode(name.upper() + "=" * (-len(name) % 8)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name!r} is not an encoded session id") from exc
+
+
+def sortable_time(created_at: float) -> int:
+    """A 64-bit integer whose order is the numeric order of ``created_at`` (exact)."""
+    created_at += 0.0  # -0.0 == 0.0 for the contract: give them one key
+    (bits,) = struct.unpack(">Q", struct.pack(">d", created_at))
+    return int(bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63))
+
+
+def _scope(kind: str, *parts: str) -> str:
+    digest = hashlib.sha256(chr(0).join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{kind}-{digest}"
+
+
+def index_scopes(agent: str, labels: Mapping[str, str]) -> list[str]:
+    """Every index partition a session with this agent and these labels is entered in."""
+    return ["all", _scope("agent", agent), *(_scope("label", k, v) for k, v in sorted(labels.items()))]
+
+
+def listing_scope(filter: SessionFilter) -> str:
+    """The partition holding every match of ``filter``, and as few others as we can tell
+    (callers still check each record against the filter)."""
+    if filter.labels:
+        key = min(filter.labels)
+        return _scope("label", key, filter.labels[key])
+    if filter.agent is not None:
+        return _scope("agent", filter.agent)
+    return "all"
+
+
+def list_order_key(record: SessionRecord) -> tuple[float, str]:
+    """The contract's listing order is descending on this key."""
+    return (record.created_at, record.id)
+
+
+def encode_cursor(record: SessionRecord) -> str:
+    """An opaque cursor naming the last item of a page (created_at, id)."""
+    raw = json.dumps([record.created_at, record.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (created_at, id) a cursor names; ``ValueError`` if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, session_id = json.loads(raw)
+        return float(created_at), str(session_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid cursor {cursor!r}") from exc
+
+
+def json_bytes(payload: Any) -> bytes:
+    """``codec.dumps`` as UTF-8. A lone surrogate (valid in a Python str, not in UTF-8) is
+    written as its JSON escape, which reads back as the same str."""
+    text = dumps(payload)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+@contextmanager
+def gc_paused(events: int) -> Iterator[None]:
+    """Pause the cyclic garbage collector while a read of ``events`` events is decoded.
+
+    Decoding thousands of events allocates a great many small objects, none in cycles;
+    meanwhile the collector would walk the whole heap again and again (about 40% of a
+    10,000-event read). It is turned back on afterwards, and only if it was on.
+    """
+    if events < GC_PAUSE_EVENTS or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
