@@ -115,3 +115,18 @@ async def test_network_option_shares_the_host_network(make_sandbox) -> None:
         assert result.stdout.strip() == "connected", result.stdout + result.stderr
         nursery.cancel_scope.cancel()
     await listeners[0].aclose()
+
+
+async def test_read_only_binds_under_tmp_are_visible(make_sandbox, tmp_path: Path) -> None:
+    """A ro_binds path under /tmp (a virtualenv there, say) is not hidden by the private /tmp."""
+    needs_bwrap()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "data.txt").write_text("from the host")
+    assert str(shared).startswith("/tmp/")
+    box = await make_sandbox(isolation="bwrap", ro_binds=(str(shared),)).open(SessionInfo("binds", "agent"))
+    result = await box.exec(["cat", str(shared / "data.txt")], timeout=60)
+    assert (result.exit_code, result.stdout) == (0, "from the host"), result.stderr
+    denied = await box.exec(["sh", "-c", f"echo x > {shared}/new.txt"], timeout=60)
+    assert denied.exit_code != 0
+    assert not (shared / "new.txt").exists()

@@ -76,12 +76,12 @@ def bwrap_argv(
             argv += ["--ro-bind", directory, directory]
     for path in ETC_FILES:
         argv += ["--ro-bind-try", path, path]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # bwrap mounts in order: extra binds come after the private /tmp, or one under /tmp
+    # (a virtualenv there, say) would be hidden by it.
     for path in ro_binds:
         argv += ["--ro-bind-try", path, path]
     argv += [
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--tmpfs", "/tmp",
         "--bind", workdir, workdir,
         "--chdir", cwd,
         "--",
