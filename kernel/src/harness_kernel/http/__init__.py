@@ -9,6 +9,7 @@ OpenAI-compatible and Anthropic plugins are built on it; third-party providers m
 
 from __future__ import annotations
 
+from ._provider import HttpProvider
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import (
     ErrorDetail,
@@ -27,6 +28,7 @@ from ._transport import (
 
 __all__ = [
     "ErrorDetail",
+    "HttpProvider",
     "SSEDecoder",
     "SSETransport",
     "ServerSentEvent",

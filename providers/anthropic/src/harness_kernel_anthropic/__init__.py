@@ -9,22 +9,20 @@ in-stream errors to the kernel's ``ProviderError`` classes. See
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
 import attrs
 
-from harness_kernel import ModelProvider, ModelRequest, hookimpl
+from harness_kernel import ModelRequest, hookimpl
 from harness_kernel.contracts import ModelEvent
 from harness_kernel.hookspecs import Register
 from harness_kernel.http import (
-    SSETransport,
-    api_key_from_env,
+    HttpProvider,
     http_url,
     namespace_name,
     positive,
-    secret_header_values,
 )
 
 from ._messages import MessagesStream, messages_body, messages_of
@@ -65,77 +63,35 @@ class AnthropicOptions:
     models: list[str] | None = None
 
 
-class AnthropicProvider(ModelProvider):
+class AnthropicProvider(HttpProvider):
     """A Messages API client serving the refs ``<namespace>/<model>``.
 
     Build it from ``AnthropicOptions`` or keyword arguments of the same names. One
     pooled HTTP client per instance; ``aclose`` releases it.
     """
 
-    def __init__(self, options: AnthropicOptions | None = None, /, **overrides: Any) -> None:
-        if options is None:
-            options = AnthropicOptions(**overrides)
-        elif overrides:
-            options = attrs.evolve(options, **overrides)
-        self.options = options
-        self.name = options.namespace
-        self._api_key = api_key_from_env(
-            options.api_key, options.api_key_env,
-            base_url=options.base_url, default_base_url=DEFAULT_BASE_URL, default_env="ANTHROPIC_API_KEY",
-        )
-        headers = {
-            "user-agent": f"harness-kernel-anthropic/{__version__}",
-            "accept": "text/event-stream",
-            "anthropic-version": options.version,
-        }
-        if self._api_key:
-            headers["x-api-key"] = self._api_key
-        if options.beta:
-            headers["anthropic-beta"] = ",".join(options.beta)
-        headers.update(options.headers)
-        self._transport = SSETransport(
-            provider=self.name,
-            base_url=options.base_url,
-            headers=headers,
-            timeout=options.timeout,
-            connect_timeout=options.connect_timeout,
-            read_timeout=options.read_timeout,
-            max_response_bytes=options.max_response_bytes,
-            max_connections=options.max_connections,
-            secrets=self.secret_values(),
-        )
+    options_class = AnthropicOptions
+    default_base_url = DEFAULT_BASE_URL
+    key_env = "ANTHROPIC_API_KEY"
+    user_agent = f"harness-kernel-anthropic/{__version__}"
 
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(namespace={self.name!r}, base_url={self.options.base_url!r})"
-
-    def secret_values(self) -> list[str]:
-        """The credentials this instance sends; the kernel masks them in every log."""
-        values = [self._api_key] if self._api_key else []
-        return values + secret_header_values(self.options.headers)
-
-    def models(self) -> Sequence[str] | None:
-        return list(self.options.models) if self.options.models is not None else None
-
-    def settings_for(self, request: ModelRequest) -> dict[str, Any]:
-        """Provider defaults, then the model's settings, then the request's own."""
-        return {
-            **self.options.settings,
-            **self.options.model_settings.get(request.model, {}),
-            **request.settings,
-        }
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"anthropic-version": self.options.version}
+        if api_key:
+            headers["x-api-key"] = api_key
+        if self.options.beta:
+            headers["anthropic-beta"] = ",".join(self.options.beta)
+        return headers
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         body = messages_body(request, self.settings_for(request), max_tokens=self.options.max_tokens)
-        events = MessagesStream(self._transport)
-        async with aclosing(self._transport.events("v1/messages", body)) as sse_events:
+        events = MessagesStream(self.transport)
+        async with aclosing(self.transport.events("v1/messages", body)) as sse_events:
             async for sse in sse_events:
                 for event in events.feed(sse):
                     yield event
         for event in events.end():
             yield event
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
 
 
 @hookimpl

@@ -9,22 +9,20 @@ finish reasons and usage; maps HTTP and in-stream errors to the kernel's
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
 import attrs
 
-from harness_kernel import ModelProvider, ModelRequest, hookimpl
+from harness_kernel import ModelRequest, hookimpl
 from harness_kernel.contracts import ModelEvent
 from harness_kernel.hookspecs import Register
 from harness_kernel.http import (
-    SSETransport,
-    api_key_from_env,
+    HttpProvider,
     http_url,
     namespace_name,
     positive,
-    secret_header_values,
 )
 
 from ._chat import ChatStream, chat_body, chat_messages
@@ -65,7 +63,7 @@ class OpenAIOptions:
     models: list[str] | None = None
 
 
-class OpenAIProvider(ModelProvider):
+class OpenAIProvider(HttpProvider):
     """A Chat Completions client serving the refs ``<namespace>/<model>``.
 
     Build it from ``OpenAIOptions`` or keyword arguments of the same names:
@@ -73,68 +71,28 @@ class OpenAIProvider(ModelProvider):
     One pooled HTTP client per instance; ``aclose`` releases it.
     """
 
-    def __init__(self, options: OpenAIOptions | None = None, /, **overrides: Any) -> None:
-        if options is None:
-            options = OpenAIOptions(**overrides)
-        elif overrides:
-            options = attrs.evolve(options, **overrides)
-        self.options = options
-        self.name = options.namespace
-        self._api_key = api_key_from_env(
-            options.api_key, options.api_key_env,
-            base_url=options.base_url, default_base_url=DEFAULT_BASE_URL, default_env="OPENAI_API_KEY",
-        )
-        headers = {"user-agent": f"harness-kernel-openai/{__version__}", "accept": "text/event-stream"}
-        if self._api_key:
-            headers["authorization"] = f"Bearer {self._api_key}"
-        if options.organization:
-            headers["openai-organization"] = options.organization
-        if options.project:
-            headers["openai-project"] = options.project
-        headers.update(options.headers)
-        self._transport = SSETransport(
-            provider=self.name,
-            base_url=options.base_url,
-            headers=headers,
-            timeout=options.timeout,
-            connect_timeout=options.connect_timeout,
-            read_timeout=options.read_timeout,
-            max_response_bytes=options.max_response_bytes,
-            max_connections=options.max_connections,
-            secrets=self.secret_values(),
-        )
+    options_class = OpenAIOptions
+    default_base_url = DEFAULT_BASE_URL
+    key_env = "OPENAI_API_KEY"
+    user_agent = f"harness-kernel-openai/{__version__}"
 
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(namespace={self.name!r}, base_url={self.options.base_url!r})"
-
-    def secret_values(self) -> list[str]:
-        """The credentials this instance sends; the kernel masks them in every log."""
-        values = [self._api_key] if self._api_key else []
-        return values + secret_header_values(self.options.headers)
-
-    def models(self) -> Sequence[str] | None:
-        return list(self.options.models) if self.options.models is not None else None
-
-    def settings_for(self, request: ModelRequest) -> dict[str, Any]:
-        """Provider defaults, then the model's settings, then the request's own."""
-        return {
-            **self.options.settings,
-            **self.options.model_settings.get(request.model, {}),
-            **request.settings,
-        }
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        if self.options.organization:
+            headers["openai-organization"] = self.options.organization
+        if self.options.project:
+            headers["openai-project"] = self.options.project
+        return headers
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         body = chat_body(request, self.settings_for(request), include_usage=self.options.include_usage)
-        chunks = ChatStream(self._transport)
-        async with aclosing(self._transport.events("chat/completions", body)) as events:
+        chunks = ChatStream(self.transport)
+        async with aclosing(self.transport.events("chat/completions", body)) as events:
             async for sse in events:
                 for event in chunks.feed(sse):
                     yield event
         for event in chunks.end():
             yield event
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
 
 
 @hookimpl
