@@ -37,40 +37,23 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from w1_turn_overhead import brain, lookup  # a W2 turn is a W1 turn
 
 from harness_kernel import (
     Event,
     MemoryStorage,
-    ModelRequest,
     SessionStorage,
-    ToolResultPart,
     create_session_store,
     define_agent,
-    tool,
 )
 from harness_kernel.codec import decode_event, dumps, encode_event, loads
-from harness_kernel.testing import Reply, ScriptedProvider, ToolCall
+from harness_kernel.testing import ScriptedProvider
 
 HISTORY = (10, 1_000, 10_000)
 TURNS = 20
 HYDRATIONS = 3
 SESSION = "w2-session"
 _ID = re.compile(r'"((?:run|msg|call)_[0-9a-f]+_[0-9a-f]+)"')
-
-
-@tool
-async def lookup(q: str) -> str:
-    """Look something up."""
-    return "result"
-
-
-def brain(request: ModelRequest) -> Reply:
-    last = request.messages[-1]
-    if last.role == "user":
-        return Reply(tool_calls=[ToolCall("lookup", {"q": last.text})])
-    part = last.parts[0]
-    assert isinstance(part, ToolResultPart)
-    return Reply(text=f"The answer is {part.content}.")
 
 
 AGENT = define_agent(name="bench", tools=[lookup])
