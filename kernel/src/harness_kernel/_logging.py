@@ -15,19 +15,11 @@ from typing import Any
 
 import structlog
 
-from .contracts import LogSink
+from .contracts import LOG_LEVELS, LogSink
 
 __all__ = ["LEVELS", "Redactor", "SinkFanout", "build_logger", "parse_level", "shape"]
 
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-    "exception": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
+LEVELS = LOG_LEVELS
 MASK = "[redacted]"
 SENSITIVE_KEY = re.compile(
     r"api[_-]?key|authorization|password|passwd|token|secret|cookie|credential|private[_-]?key",

@@ -20,6 +20,7 @@ __all__ = [
     "DirEntry",
     "ExecResult",
     "Finish",
+    "LOG_LEVELS",
     "LogSink",
     "ModelEvent",
     "ModelProvider",
@@ -375,6 +376,18 @@ class Sandbox(ABC):
 
 
 # -- logging and retry ---------------------------------------------------------------
+
+
+LOG_LEVELS: dict[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+"""The ``level`` names a log record may carry, with their ``logging`` numbers."""
 
 
 class LogSink(ABC):

@@ -8,17 +8,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from harness_kernel.contracts import LOG_LEVELS
+
 __all__ = ["LEVELS", "json_line", "level_number", "pretty_line"]
 
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-    "exception": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
+LEVELS = LOG_LEVELS
 _FIRST = ("timestamp", "level", "event")
 _BARE = re.compile(r"^[\w.:/@+-]{1,200}$")
 
