@@ -8,23 +8,19 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
 
-import attrs
 import trio
 
 from ._agent import Agent
-from ._logging import Redactor, build_logger, parse_level
 from ._plugins import PluginInfo, PluginRegistry
-from ._policy import ErrorPolicy, RetrySettings
+from ._policy import ErrorPolicy
 from ._records import Message, RunResult, SessionRecord
+from ._resolve import build_components
 from ._runtime import Runtime, StoreEvent, validate_labels, validate_session_id
 from ._session import ApprovalHandle, RunStream, Session
-from ._tools import Tool
-from ._validation import ValidationFailed, structure_strictly
 from .contracts import (
     LogSink,
     ModelProvider,
     Page,
-    RetryPolicy,
     Sandbox,
     SessionFilter,
     SessionStorage,
@@ -336,122 +332,6 @@ async def close_session(runtime: Runtime, session: Session, reason: str) -> None
 # -- construction ---------------------------------------------------------------------
 
 
-def _component(
-    registry: PluginRegistry, kind: Any, spec: Any, options: Mapping[str, Any] | None, cls: type, path: str, owned: list[Any]
-) -> Any:
-    """An instance from a plugin name (built, owned by the store) or a ready instance."""
-    if isinstance(spec, cls):
-        if options:
-            raise ConfigError(f"{path}: options only apply when the plugin is named, not to an instance")
-        return spec
-    if not isinstance(spec, str):
-        raise ConfigError(f"{path}: expected a plugin name or a {cls.__name__} instance, got {type(spec).__name__}")
-    instance = registry.build(kind, spec, options, path=f"{path}.options")
-    if not isinstance(instance, cls):
-        raise ConfigError(f"{path}: plugin '{spec}' did not build a {cls.__name__}")
-    owned.append(instance)
-    return instance
-
-
-def _option_secrets(registry: PluginRegistry, kind: Any, name: Any, options: Mapping[str, Any] | None) -> list[str]:
-    """Secret values in a plugin's (already validated) options, for the redactor."""
-    if not options or not isinstance(name, str):
-        return []
-    reg = registry.get(kind, name)
-    if reg.options is None:
-        return []
-    return _secret_values(structure_strictly(dict(options), reg.options))
-
-
-def _secret_values(options: Any) -> list[str]:
-    """String values of option fields that are marked secret or named like secrets."""
-    from ._logging import SENSITIVE_KEY
-
-    if not attrs.has(type(options)):
-        return []
-    values = []
-    for field in attrs.fields(type(options)):
-        value = getattr(options, field.name)
-        if isinstance(value, str) and (field.metadata.get("secret") or SENSITIVE_KEY.search(field.name)):
-            values.append(value)
-    return values
-
-
-@attrs.frozen
-class LoggingSettings:
-    """The ``logging`` argument: a default ``level``, ``sinks`` (names, tables with
-    ``plugin``/``level``/``options``, or ``LogSink`` instances) and extra ``redact``
-    values and ``redact_keys``."""
-
-    level: str = "info"
-    sinks: tuple[Any, ...] = ()
-    redact: tuple[str, ...] = ()
-    redact_keys: tuple[str, ...] = ()
-
-
-def _build_sinks(
-    registry: PluginRegistry, settings: Mapping[str, Any] | None
-) -> tuple[list[LogSink], list[LogSink], list[str], LoggingSettings]:
-    """The sinks, those the store built (and so closes), secret option values, settings."""
-    raw = dict(settings or {})
-    unknown = set(raw) - {f.name for f in attrs.fields(LoggingSettings)}
-    if unknown:
-        raise ConfigError(f"logging: unknown key(s): {', '.join(sorted(unknown))}")
-    config = LoggingSettings(
-        level=raw.get("level", "info"),
-        sinks=tuple(raw.get("sinks", ())),
-        redact=tuple(raw.get("redact", ())),
-        redact_keys=tuple(raw.get("redact_keys", ())),
-    )
-    try:
-        default_level = parse_level(config.level)
-    except ValueError as exc:
-        raise ConfigError(f"logging.level: {exc}") from None
-    sinks: list[LogSink] = []
-    built: list[LogSink] = []
-    secrets: list[str] = []
-    for index, spec in enumerate(config.sinks):
-        path = f"logging.sinks[{index}]"
-        if isinstance(spec, LogSink):
-            sinks.append(spec)
-            continue
-        if isinstance(spec, str):
-            spec = {"plugin": spec}
-        if not isinstance(spec, Mapping) or "plugin" not in spec:
-            raise ConfigError(f"{path}: expected a sink name, a table with 'plugin', or a LogSink")
-        extra = set(spec) - {"plugin", "level", "options"}
-        if extra:
-            raise ConfigError(f"{path}: unknown key(s): {', '.join(sorted(extra))}")
-        sink = registry.build("log_sink", spec["plugin"], spec.get("options"), path=f"{path}.options")
-        secrets += _option_secrets(registry, "log_sink", spec["plugin"], spec.get("options"))
-        try:
-            sink.level = parse_level(spec.get("level", default_level))
-        except ValueError as exc:
-            raise ConfigError(f"{path}.level: {exc}") from None
-        sinks.append(sink)
-        built.append(sink)
-    return sinks, built, secrets, config
-
-
-def _resolve_tools(registry: PluginRegistry, agent: Agent, tool_options: Mapping[str, Any]) -> dict[str, Tool]:
-    tools: dict[str, Tool] = {}
-    for item in agent.tools:
-        kit = [item] if isinstance(item, Tool) else registry.build(
-            "tools", item, tool_options.get(item), path=f"tools.{item}.options"
-        )
-        for tool in kit:
-            if not isinstance(tool, Tool):
-                raise ConfigError(f"tool kit '{item}' returned {type(tool).__name__}, not a Tool")
-            if tool.name in tools:
-                raise ConfigError(f"agent '{agent.name}': two tools are named '{tool.name}'")
-            tools[tool.name] = tool
-    for mode in agent.modes:
-        for entry in mode.tools or ():
-            if isinstance(entry, str) and entry not in tools:
-                raise ConfigError(f"mode '{mode.name}' names tool '{entry}', which the agent does not have")
-    return tools
-
-
 @asynccontextmanager
 async def create_session_store(
     *,
@@ -478,63 +358,23 @@ async def create_session_store(
     the caller. ``providers`` entries are plugin names, ``{"plugin": ..., "options": ...}``
     tables or ``ModelProvider`` instances, each serving its own namespace.
     """
-    if not isinstance(agent, Agent):
-        raise ConfigError("agent: expected the result of define_agent(...)")
-    registry = PluginRegistry(plugins=plugins, strict=strict_plugins, autoload=autoload_plugins)
-    sinks, built_sinks, sink_secrets, log_settings = _build_sinks(registry, logging)
-    redactor = Redactor([*log_settings.redact, *sink_secrets], log_settings.redact_keys)
-    owned: list[Any] = []
-    try:
-        provider_map: dict[str, ModelProvider] = {}
-        for index, spec in enumerate(providers):
-            path = f"providers[{index}]"
-            options: Mapping[str, Any] | None = None
-            if isinstance(spec, Mapping):
-                extra = set(spec) - {"plugin", "options"}
-                if "plugin" not in spec or extra:
-                    raise ConfigError(f"{path}: expected a table with 'plugin' and optional 'options'")
-                spec, options = spec["plugin"], spec.get("options")
-            provider = _component(registry, "provider", spec, options, ModelProvider, path, owned)
-            redactor.add_values(_option_secrets(registry, "provider", spec, options))
-            redactor.add_values(getattr(provider, "secret_values", lambda: [])())
-            if provider.name in provider_map:
-                raise ConfigError(f"{path}: two providers serve the namespace '{provider.name}'")
-            provider_map[provider.name] = provider
-        store_storage = _component(registry, "storage", storage, storage_options, SessionStorage, "storage", owned)
-        store_sandbox = _component(registry, "sandbox", sandbox, sandbox_options, Sandbox, "sandbox", owned)
-        redactor.add_values(_option_secrets(registry, "storage", storage, storage_options))
-        redactor.add_values(_option_secrets(registry, "sandbox", sandbox, sandbox_options))
-        if "/" not in default_model or default_model.split("/", 1)[0] not in provider_map:
-            known = ", ".join(sorted(provider_map)) or "none"
-            raise ConfigError(f"default_model: '{default_model}' is not '<provider>/<model>' with a configured provider (namespaces: {known})")
-        if isinstance(error_policy, ErrorPolicy):
-            policy = error_policy
-        else:
-            raw = dict(error_policy or {})
-            try:
-                policy = structure_strictly(raw, ErrorPolicy, root="error_policy")
-            except ValidationFailed as exc:
-                raise ConfigError("\n".join(exc.errors)) from None
-        retry = _retry_policy(registry, policy.retry)
-        tools = _resolve_tools(registry, agent, tool_options or {})
-        log = build_logger(sinks, redactor, store_agent=agent.name)
-    except BaseException:
-        for component in [*reversed(owned), *built_sinks]:
-            try:
-                await component.aclose()
-            except Exception:
-                pass
-        raise
+    parts = await build_components(
+        agent=agent, providers=providers, default_model=default_model, storage=storage,
+        storage_options=storage_options, sandbox=sandbox, sandbox_options=sandbox_options,
+        logging=logging, error_policy=error_policy, plugins=plugins, strict_plugins=strict_plugins,
+        autoload_plugins=autoload_plugins, tool_options=tool_options,
+    )
     try:
         async with trio.open_nursery() as nursery:
             runtime = Runtime(
-                agent=agent, tools=tools, providers=provider_map, default_model=default_model,
-                storage=store_storage, sandbox=store_sandbox, resources=dict(resources or {}),
-                policy=policy, retry=retry, hooks=_hooks(registry, log), log=log, redactor=redactor,
-                nursery=nursery, publish=lambda _e: None, forget=lambda _s: None, grace=grace_period,
+                agent=parts.agent, tools=dict(parts.tools), providers=dict(parts.providers),
+                default_model=parts.default_model, storage=parts.storage, sandbox=parts.sandbox,
+                resources=dict(resources or {}), policy=parts.policy, retry=parts.retry, hooks=parts.hooks,
+                log=parts.log, redactor=parts.redactor, nursery=nursery, publish=lambda _e: None,
+                forget=lambda _s: None, grace=grace_period,
             )
-            store = SessionStore(runtime, registry, owned, built_sinks)
-            log.info("store_opened", storage=type(store_storage).__name__, providers=sorted(provider_map))
+            store = SessionStore(runtime, parts.registry, list(parts.owned), list(parts.built_sinks))
+            parts.log.info("store_opened", storage=type(parts.storage).__name__, providers=sorted(parts.providers))
             try:
                 yield store
             finally:
@@ -546,22 +386,3 @@ async def create_session_store(
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
-
-
-def _hooks(registry: PluginRegistry, log: Any) -> Any:
-    from ._plugins import HookRunner
-
-    return HookRunner(registry.pm, log)
-
-
-def _retry_policy(registry: PluginRegistry, settings: RetrySettings) -> RetryPolicy:
-    name = settings.policy
-    if name is None:
-        first = registry.first("retry_policy")
-        name = first.name if first else "none"
-    policy = registry.build("retry_policy", name, settings.model, path="error_policy.retry.model")
-    if not isinstance(policy, RetryPolicy):
-        raise ConfigError(f"retry policy '{name}' did not build a RetryPolicy")
-    return policy
-
-
