@@ -7,6 +7,7 @@ import trio
 import trio.testing
 
 from harness_kernel import MemoryStorage, Mode, ToolResultPart, define_agent
+from harness_kernel.errors import ApprovalAlreadyResolved, HarnessError, UnknownApproval
 
 from .helpers import open_store
 from .interactive import AGENT, brain
@@ -51,16 +52,20 @@ async def test_deny_reason_reaches_the_model_and_the_events() -> None:
 
 
 async def test_unknown_or_resolved_approvals_are_clear_errors() -> None:
-    """Approving twice, or an id that never existed, says so."""
+    """Approving twice, or an id that never existed, says which: typed errors that are
+    still ``KeyError`` for callers written against the first wave."""
     async with open_store({"main": brain}, agent=AGENT) as store:
         session = await store.create("s1")
         await session.send("tools:write=a")
         [handle] = session.pending_approvals
         await session.approve(handle.approval_id)
-        with pytest.raises(KeyError, match="unknown or already resolved"):
+        with pytest.raises(ApprovalAlreadyResolved, match="was already resolved") as twice:
             await session.approve(handle.approval_id)
-        with pytest.raises(KeyError, match="no pending approval 'apr_nope'"):
+        assert isinstance(twice.value, KeyError)
+        assert twice.value.code == "approval.already_resolved"
+        with pytest.raises(UnknownApproval, match="no pending approval 'apr_nope'") as unknown:
             await session.deny("apr_nope")
+        assert isinstance(unknown.value, KeyError | HarnessError)
 
 
 async def test_several_calls_some_asking_some_not() -> None:

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from harness_kernel import DisplayState, MemoryStorage, ToolResultPart
-from harness_kernel._display import reduce
+from harness_kernel._fold import SessionFold
 from harness_kernel.testing import Reply
 
 from .helpers import open_store, slow_stream
@@ -18,10 +18,14 @@ def tool_texts(result) -> list[str]:
 
 
 def fresh_fold(events, mode: str = "default") -> DisplayState:
-    state = DisplayState(mode=mode)
+    """The display state of the whole log folded from nothing, and checks that the
+    snapshot of that fold stands for the same state."""
+    fold = SessionFold("s1", mode)
     for event in events:
-        state = reduce(state, event)
-    return state
+        fold.apply(event)
+    again = SessionFold.from_snapshot("s1", fold.snapshot(), fold.last_seq)
+    assert again.display() == fold.display()
+    return fold.display()
 
 
 @pytest.fixture(autouse=True)
@@ -159,9 +163,10 @@ async def test_close_aborts_active_work_but_keeps_parked_runs() -> None:
     storage = MemoryStorage()
     async with open_store({"main": slow_stream("partial")}, storage=storage) as store:
         working = await store.create("working")
-        store._rt.nursery.start_soon(working.send, "hi")
-        await trio.testing.wait_all_tasks_blocked()
-        await working.close()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(working.send, "hi")
+            await trio.testing.wait_all_tasks_blocked()
+            await working.close()
         assert working.closed
     async with open_store({"main": brain}, agent=AGENT, storage=storage) as store:
         parked = await store.create("parked")

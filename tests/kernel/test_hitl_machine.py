@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from harness_kernel import DisplayState, MemoryStorage, SessionStore
-from harness_kernel._display import reduce
+from harness_kernel import MemoryStorage, SessionStore
+from harness_kernel._fold import SessionFold
 
 from .helpers import open_store
 from .interactive import AGENT, GATES, brain
@@ -105,7 +105,7 @@ def run_machine(host: Host, portal: Any) -> None:
 
             async def go() -> None:
                 session = await self.session()
-                if session.parked:
+                if session.pending_approvals or session.pending_suspensions:
                     return  # a new message would end the parked run first; covered by send
                 waiting = f"tools:wait={gate}"
                 queued = self.text(how)
@@ -187,10 +187,12 @@ def run_machine(host: Host, portal: Any) -> None:
                 resolved = Counter(e.payload.approval_id for e in events if e.type == "approval.resolved")
                 assert all(n == 1 for n in resolved.values()), f"approvals resolved twice: {resolved}"
                 if not session.is_running:
-                    fold = DisplayState(mode=AGENT.default_mode)
+                    fold = SessionFold(session.id, AGENT.default_mode)
                     for event in events:
-                        fold = reduce(fold, event)
-                    assert session.display_state == fold, "display_state differs from a fresh fold"
+                        fold.apply(event)
+                    assert session.display_state == fold.display(), "display_state differs from a fresh fold"
+                    snap = SessionFold.from_snapshot(session.id, fold.snapshot(), fold.last_seq)
+                    assert snap.display() == fold.display(), "the snapshot does not stand for the fold"
 
             call(check)
 

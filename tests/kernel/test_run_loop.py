@@ -378,10 +378,10 @@ async def test_aborting_a_tool_mid_run_answers_its_call() -> None:
 async def test_aclose_with_runs_in_flight_returns_and_leaves_sessions_loadable() -> None:
     """Closing the store aborts every run, records it, and the sessions hydrate cleanly."""
     storage = MemoryStorage()
-    async with open_store({"main": slow_stream("half an ans")}, storage=storage) as store:
+    async with trio.open_nursery() as senders, open_store({"main": slow_stream("half an ans")}, storage=storage) as store:
         for i in range(5):
             session = await store.create(f"s{i}")
-            store._rt.nursery.start_soon(session.send, "hi")
+            senders.start_soon(session.send, "hi")
         await trio.sleep(0.05)
         assert all(store.get(f"s{i}").is_running for i in range(5))
     async with open_store(storage=storage) as store:

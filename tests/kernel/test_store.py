@@ -6,7 +6,12 @@ import pytest
 import trio
 
 from harness_kernel import MemoryStorage, StoreEvent
-from harness_kernel.errors import ConfigError, InvalidSessionId, SessionExists, StoreClosed
+from harness_kernel.errors import (
+    InvalidArgument,
+    InvalidSessionId,
+    SessionExists,
+    StoreClosed,
+)
 
 from .helpers import open_store
 
@@ -68,11 +73,13 @@ async def _append_session(store, found) -> None:
 
 
 async def test_bad_labels_are_refused() -> None:
-    """Label names and values are validated when a session is created."""
+    """Label names and values are validated when a session is created: an
+    ``InvalidArgument``, which is also a ``ValueError``."""
     async with open_store() as store:
-        with pytest.raises(ConfigError, match="label name 'Bad-Key'"):
+        with pytest.raises(InvalidArgument, match="label name 'Bad-Key'") as bad:
             await store.create("s", **{"Bad-Key": "v"})
-        with pytest.raises(ConfigError, match="label 'tenant_id' must be a string"):
+        assert isinstance(bad.value, ValueError)
+        with pytest.raises(InvalidArgument, match="label 'tenant_id' must be a string"):
             await store.create("s", tenant_id="x" * 600)
 
 
@@ -167,9 +174,9 @@ async def test_subscribe_delivers_store_events_in_order() -> None:
 
 async def test_a_subscriber_that_falls_behind_is_dropped_without_blocking_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs never wait for subscribers: one that overflows its buffer is disconnected."""
-    import harness_kernel._store as store_module
+    import harness_kernel._runtime as runtime_module
 
-    monkeypatch.setattr(store_module, "SUBSCRIBER_BUFFER", 3)
+    monkeypatch.setattr(runtime_module, "SUBSCRIBER_BUFFER", 3)
     async with open_store() as store:
         async with store.subscribe() as events:
             for i in range(3):

@@ -68,9 +68,8 @@ async def test_workspace_lives_with_the_session_and_goes_with_delete(tmp_path: P
         assert (workdir / "notes" / "note.txt").read_text() == "remember the milk"
         await store.close("Customer-42")
         assert (workdir / "notes" / "note.txt").exists()
-        session = await store.get_or_create("Customer-42")
-        box = await session.sandbox()
-        assert await box.read_file("notes/note.txt") == b"remember the milk"
+        await store.get_or_create("Customer-42")
+        assert (workdir / "notes" / "note.txt").read_text() == "remember the milk"
         await store.delete("Customer-42")
         assert not workdir.exists()
         assert os.listdir(root) == []

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 import pluggy
+import trio
 
 from . import hookspecs
 from ._validation import ValidationFailed, structure_strictly
@@ -295,8 +296,9 @@ class HookRunner:
     lets one raising observer be disabled while the others, and the run, go on.
     """
 
-    def __init__(self, pm: pluggy.PluginManager, log: Any) -> None:
+    def __init__(self, pm: pluggy.PluginManager, log: Any, *, deadline: float = 10.0) -> None:
         self._log = log
+        self.deadline = deadline
         self._impls: dict[str, tuple[_Impl, ...]] = {}
         for name in _LIFECYCLE_HOOKS:
             impls = reversed(getattr(pm.hook, name).get_hookimpls())
@@ -308,19 +310,27 @@ class HookRunner:
         return bool(self._impls[name])
 
     async def notify(self, name: str, disabled: set[str], **kwargs: Any) -> None:
-        """Call every observer; one that raises is logged and added to ``disabled``."""
+        """Call every observer; one that raises, or whose awaitable outlives the
+        deadline, is logged and added to ``disabled`` (the caller's run goes on)."""
         for impl in self._impls[name]:
             if impl.key in disabled:
                 continue
-            try:
-                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
+            with trio.move_on_after(self.deadline) as scope:
+                try:
+                    result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    disabled.add(impl.key)
+                    self._log.error(
+                        "hook_failed", hook=name, plugin=impl.key.rpartition(":")[0],
+                        error=f"{type(exc).__name__}: {exc}", disabled=True,
+                    )
+            if scope.cancelled_caught:
                 disabled.add(impl.key)
                 self._log.error(
-                    "hook_failed", hook=name, plugin=impl.key.rpartition(":")[0],
-                    error=f"{type(exc).__name__}: {exc}", disabled=True,
+                    "hook_timed_out", hook=name, plugin=impl.key.rpartition(":")[0],
+                    deadline=self.deadline, disabled=True,
                 )
 
     async def first(self, name: str, **kwargs: Any) -> tuple[Any, str | None]:

@@ -18,21 +18,25 @@ __all__ = [
     "ApprovalResolved",
     "ErrorInfo",
     "Event",
-    "GrantsChanged",
-    "InputQueued",
     "EventPayload",
+    "GrantsChanged",
+    "InputKind",
+    "InputQueued",
     "Message",
     "MessageAdded",
     "ModeChanged",
     "ModelChanged",
     "Part",
+    "Remember",
     "Role",
     "RunFinished",
     "RunResult",
     "RunStarted",
+    "RunState",
     "RunStatus",
     "RunSummary",
     "SessionRecord",
+    "SessionStatus",
     "StateChanged",
     "SuspensionRequested",
     "SuspensionResolved",
@@ -51,6 +55,11 @@ __all__ = [
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 RunStatus: TypeAlias = Literal["completed", "failed", "aborted", "waiting_approval", "suspended"]
 ToolOutcome: TypeAlias = Literal["ok", "error", "invalid_arguments", "denied", "in_doubt"]
+SessionStatus: TypeAlias = Literal["idle", "running", "waiting_approval", "suspended"]
+RunState: TypeAlias = Literal["running", "completed", "failed", "aborted", "waiting_approval", "suspended"]
+"""A ``RunStatus``, or ``running`` while the run works."""
+InputKind: TypeAlias = Literal["follow_up", "steer"]
+Remember: TypeAlias = Literal["tool", "category"]
 
 
 def new_id(prefix: str) -> str:
@@ -172,9 +181,13 @@ class SessionRecord:
     model: str | None = None
     state: Mapping[str, Any] = attrs.field(factory=dict)
     usage: Usage = Usage()
-    status: str = "idle"
+    status: SessionStatus = "idle"
     last_seq: int = 0
     revision: int = 0
+    snapshot: Mapping[str, Any] | None = None
+    """The folded state a loaded session needs (see ``SessionRecord`` above), as JSON-ready
+    data the kernel reads back; ``None`` (or a snapshot that does not decode) makes the
+    kernel fold the log instead."""
 
 
 @attrs.frozen
@@ -182,7 +195,7 @@ class RunSummary:
     """One run as recorded in the log; what ``Session.runs()`` lists."""
 
     run_id: str
-    status: str  # a RunStatus, or "running" while the run works
+    status: RunState
     started_at: float
     first_seq: int
     finished_at: float | None = None
@@ -235,7 +248,7 @@ class RunFinished:
     """A run ended with ``status`` (a ``RunStatus``)."""
 
     type: ClassVar[str] = "run.finished"
-    status: str
+    status: RunStatus
     usage: Usage = Usage()
     error: ErrorInfo | None = None
     duration_ms: float = 0.0
@@ -259,7 +272,7 @@ class ToolFinished:
     type: ClassVar[str] = "tool.finished"
     call_id: str
     name: str
-    outcome: str  # a ToolOutcome
+    outcome: ToolOutcome
     result: ToolResultPart
     message_id: str = attrs.field(factory=lambda: new_id("msg"))
     duration_ms: float = 0.0
@@ -286,7 +299,7 @@ class ApprovalResolved:
     approval_id: str
     approved: bool
     reason: str | None = None
-    remember: str | None = None
+    remember: Remember | None = None
 
 
 @attrs.frozen
@@ -315,7 +328,7 @@ class InputQueued:
     ``steer`` (joins the current run before its next model step)."""
 
     type: ClassVar[str] = "input.queued"
-    kind: str
+    kind: InputKind
     message: Message
 
 

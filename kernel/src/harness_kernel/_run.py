@@ -1,616 +1,562 @@
-"""The run loop: model step, tool calls, approvals; what to do next comes from the log.
+"""The run loop of one loaded session: one run at a time, resumable from the log.
 
-A run looks at the session's history to decide its next step: if the last assistant
-message has tool calls without results, it settles them (run, deny, or park on an
-approval); otherwise it calls the model. That is what lets a parked run continue in
-another process: the log holds everything the loop needs.
+``Runner`` owns a session's run slot, its active run, its queued inputs, its approval
+timers and its sandbox. A run is a task in the store's nursery: it settles the tool
+calls the log says are open, calls the model, and repeats until the model answers
+without tools or a call waits for a person (the run parks, durably). Every run that
+began (``run.started`` is in the log) records how it ended, even when cancelled.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
 
-from ._agent import InstructionsContext
-from ._logging import shape
+from ._agent import Agent
+from ._fold import ApprovalHandle
+from ._log import Outlet, SessionLog
 from ._policy import sanitize
 from ._records import (
-    ApprovalRequested,
     ApprovalResolved,
     ErrorInfo,
     EventPayload,
+    GrantsChanged,
+    InputKind,
+    InputQueued,
     Message,
     MessageAdded,
+    Remember,
     RunFinished,
     RunResult,
     RunStarted,
-    SuspensionRequested,
+    RunStatus,
     SuspensionResolved,
     TextPart,
-    ToolCallPart,
-    ToolFinished,
-    ToolResultPart,
-    ToolStarted,
-    Usage,
-    UsageRecorded,
     new_id,
 )
-from ._session import ActiveRun, Session
-from ._tools import SuspendRun, Tool, ToolContext, render_result
-from .contracts import (
-    Finish,
-    ModelRequest,
-    TextDelta,
-    ToolCallDelta,
-    ToolCallEnd,
-    ToolCallStart,
-)
+from ._runtime import Runtime, StoreEvent
+from ._step import IN_DOUBT, SUSPENSION_CANCELLED, ActiveRun, Step, unresolved_calls
+from .codec import converter, dumps
+from .contracts import SandboxSession, SessionInfo
 from .errors import (
-    ContextProviderFailed,
+    ApprovalAlreadyResolved,
     HarnessError,
+    InvalidArgument,
     MaxStepsExceeded,
     PluginError,
-    ProviderError,
     RunAborted,
-    ToolArgumentsInvalid,
+    SessionClosed,
+    StoreClosed,
+    UnknownApproval,
+    UnknownSuspension,
 )
 
-__all__ = ["drive", "end_parked_run"]
+__all__ = ["QUEUE_RETRY_DELAYS", "Runner"]
 
-SUSPENSION_CANCELLED = "cancelled: the run ended before anyone resumed this call"
-IN_DOUBT = (
-    "in doubt: the process stopped while this tool was running; it may or may not have "
-    "taken effect, and it was not run again"
-)
+QUEUE_RETRY_DELAYS: Final = (0.5, 2.0, 8.0)
+"""Backoff before a queued input is tried again after storage refused to start it; after
+the last, it stays queued (durably) until the next call on the session or a hydrate."""
 
 
-async def drive(
-    session: Session, run: ActiveRun, message: Message | None, *, task_status: Any = trio.TASK_STATUS_IGNORED
-) -> None:
-    """The run task. Always records how the run ended, even when cancelled."""
-    task_status.started()
-    status: str = "aborted"
-    error: BaseException | None = RunAborted("the run was aborted")
-    try:
-        with run.scope:
-            status = await _execute(session, run, message)
-            error = None
-    except Exception as exc:
-        status, error = "failed", exc
-    finally:
-        with trio.CancelScope(shield=True) as cleanup:
-            cleanup.deadline = trio.current_time() + session.runtime.grace
-            try:
-                await _finish(session, run, status, error)
-            finally:
-                if run.channel is not None:
-                    run.channel.close()
-                session.run_ended(run)
-                if status == "failed" and session.runtime.policy.close_session_on_fatal:
-                    from ._store import close_session
+class Runner:
+    """One loaded session's runs. The public ``Session`` delegates here."""
 
-                    await close_session(session.runtime, session, "fatal")
+    def __init__(self, runtime: Runtime, log: SessionLog) -> None:
+        self._rt = runtime
+        self.log = log
+        self.step = Step(runtime, log, self.sandbox)
+        self.active: ActiveRun | None = None
+        self.closed = False
+        self._slot = trio.Semaphore(1)
+        self._resolving = trio.Lock()
+        self._timers: dict[str, trio.CancelScope] = {}
+        self._sandbox: SandboxSession | None = None
+        self._sandbox_lock = trio.Lock()
+        self._queue_failures = 0
 
+    # -- what the session is -------------------------------------------------------
 
-async def _execute(session: Session, run: ActiveRun, message: Message | None) -> str:
-    rt = session.runtime
-    if run.trigger != "resume":
-        await _settle_previous_run(session)
-        assert message is not None
-        await session.append(run, RunStarted(run.model, run.mode, run.trigger), MessageAdded(message))
-        if rt.hooks.has("run_started"):
-            await rt.hooks.notify(
-                "run_started", session.disabled_hooks, session_id=session.id, run_id=run.id,
-                model=run.model, mode=run.mode, labels=dict(session.labels),
-            )
-    session.log.debug("run_step", session_id=session.id, run_id=run.id, trigger=run.trigger)
-    while True:
-        unresolved = _unresolved_calls(session)
-        if unresolved:
-            if await _settle_tool_calls(session, run, unresolved) and session.parked:
-                return "suspended" if session.pending_suspensions else "waiting_approval"
-            # Parked calls answered while other calls of this round ran go round again.
-            continue
-        steering = session.take_steering()
-        if steering:
-            await session.append(run, *(MessageAdded(m) for m in steering))
-        if run.steps >= rt.agent.max_steps:
-            raise MaxStepsExceeded(f"the run reached max_steps ({rt.agent.max_steps}) without an answer")
-        run.steps += 1
-        assistant = await _model_step(session, run)
-        if not assistant.tool_calls:
-            return "completed"
+    @property
+    def agent(self) -> Agent:
+        return self._rt.agent
 
+    @property
+    def grace(self) -> float:
+        """Seconds cleanup may take while cancelled (ending a run, closing a sandbox)."""
+        return self._rt.grace
 
-def _unresolved_calls(session: Session) -> list[ToolCallPart]:
-    """Tool calls of the last assistant message that have no result yet."""
-    messages = session.messages
-    for index in range(len(messages) - 1, -1, -1):
-        message = messages[index]
-        if message.role == "assistant":
-            calls = message.tool_calls
-            if not calls:
-                return []
-            answered = {
-                p.call_id
-                for m in messages[index + 1 :]
-                for p in m.parts
-                if isinstance(p, ToolResultPart)
-            }
-            return [c for c in calls if c.call_id not in answered]
-        if message.role == "user":
-            return []
-    return []
+    def resolve_model(self, ref: str) -> None:
+        """``UnknownModel`` unless a configured provider serves ``ref``."""
+        self._rt.resolve_model(ref)
 
+    @property
+    def model(self) -> str:
+        """The model the next run uses: override, else the mode's, else the store default."""
+        fold = self.log.fold
+        if fold.model is not None:
+            return fold.model
+        mode = self._rt.agent.mode(fold.mode)
+        return (mode.model if mode and mode.model else None) or self._rt.default_model
 
-# -- the model step --------------------------------------------------------------------
+    def check_open(self) -> None:
+        if self.closed:
+            raise SessionClosed(f"session '{self.log.id}' is closed; get it again from the store")
 
+    async def sandbox(self) -> SandboxSession:
+        """The session's workspace, opened on first use and kept until the session closes."""
+        async with self._sandbox_lock:
+            if self._sandbox is None:
+                record = self.log.record
+                self._sandbox = await self._rt.sandbox.open(SessionInfo(record.id, record.agent, dict(record.labels)))
+            return self._sandbox
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
+    # -- starting runs ---------------------------------------------------------------
 
-
-async def _build_request(
-    session: Session, run_id: str, model: str, *, messages: tuple[Message, ...] | None = None, tools: bool = True
-) -> ModelRequest:
-    """The request for a model step (or, with ``messages`` and no tools, a side question)."""
-    rt = session.runtime
-    agent = rt.agent
-    mode = agent.mode(session.mode)
-    ictx = InstructionsContext(
-        session.id, run_id, session.mode, model, session.state, session.labels, rt.resources
-    )
-    instructions = mode.instructions if mode is not None and mode.instructions is not None else agent.instructions
-    text = await _maybe_await(instructions(ictx)) if callable(instructions) else instructions
-    sections = [text] if text else []
-    for provider in agent.context_providers:
-        try:
-            rendered = await _maybe_await(provider.render(ictx))
-        except Exception as exc:
-            if provider.required or rt.policy.context_failure == "fail":
-                raise ContextProviderFailed(f"context provider '{provider.name}' failed") from exc
-            session.log.warning(
-                "context_provider_skipped", session_id=session.id, run_id=run_id,
-                provider=provider.name, error=f"{type(exc).__name__}: {exc}",
-            )
-            continue
-        if rendered:
-            sections.append(str(rendered))
-    _, specs = rt.mode_tools(session.mode)
-    _, model_name = rt.resolve_model(model)
-    return ModelRequest(
-        model=model_name,
-        messages=tuple(session.messages) if messages is None else messages,
-        system="\n\n".join(sections),
-        tools=specs if tools else (),
-        settings=agent.model_settings,
-        session_id=session.id,
-        run_id=run_id or None,
-    )
-
-
-class _Assembly:
-    """Collects one model response from its stream events."""
-
-    def __init__(self) -> None:
-        self.text: list[str] = []
-        self.calls: dict[str, tuple[str, list[str]]] = {}
-        self.usage: Usage | None = None
-        self.finish: str | None = None
-        self.visible = False
-
-    def feed(self, event: Any) -> None:
-        if isinstance(event, TextDelta):
-            if event.text:
-                self.text.append(event.text)
-                self.visible = True
-        elif isinstance(event, ToolCallStart):
-            self.calls.setdefault(event.call_id, (event.name, []))
-            self.visible = True
-        elif isinstance(event, ToolCallDelta):
-            self.calls.setdefault(event.call_id, ("", []))[1].append(event.arguments)
-        elif isinstance(event, Usage):
-            self.usage = event
-        elif isinstance(event, Finish):
-            self.finish = event.reason
-
-
-@asynccontextmanager
-async def _aclosing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
-    try:
-        yield iterator
-    finally:
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
-                await close()
-
-
-async def _model_step(session: Session, run: ActiveRun) -> Message:
-    rt = session.runtime
-    request = await _build_request(session, run.id, run.model)
-    if rt.hooks.has("before_model_call"):
-        request = await rt.hooks.chain(
-            "before_model_call", "request", request, session_id=session.id, run_id=run.id
-        )
-    provider, _ = rt.resolve_model(run.model)
-    attempt = 1
-    while True:
-        assembly = _Assembly()
-        run.partial_text = assembly.text
-        try:
-            async with _aclosing(provider.stream(request)) as events:
-                async for event in events:
-                    assembly.feed(event)
-                    if isinstance(event, TextDelta | ToolCallStart | ToolCallDelta | ToolCallEnd):
-                        await session.emit_delta(run, event)
-            break
-        except ProviderError as exc:
-            # Retry only while nothing of this attempt reached anyone.
-            delay = None if assembly.visible else rt.retry.next_delay(exc, attempt)
-            if delay is None:
-                raise
-            session.log.warning(
-                "model_call_retry", session_id=session.id, run_id=run.id, attempt=attempt,
-                delay=delay, error=exc.code,
-            )
-            await trio.sleep(delay)
-            attempt += 1
-
-    parts: list[Any] = []
-    text = "".join(assembly.text)
-    if text:
-        parts.append(TextPart(text))
-    for call_id, (name, fragments) in assembly.calls.items():
-        raw = "".join(fragments).strip() or "{}"
-        try:
-            arguments = json.loads(raw)
-            if not isinstance(arguments, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            arguments = {}
-            run.invalid_arguments[call_id] = (
-                f"invalid arguments for '{name}': not a JSON object (the response may have been cut off"
-                f"{'; finish reason: ' + assembly.finish if assembly.finish else ''})"
-            )
-        parts.append(ToolCallPart(call_id, name, arguments))
-    assistant = Message("assistant", tuple(parts))
-    payloads: list[EventPayload] = []
-    if assembly.usage is not None:
-        run.usage = run.usage + assembly.usage
-        payloads.append(UsageRecorded(assembly.usage, run.model))
-    payloads.append(MessageAdded(assistant))
-    run.partial_text = []
-    await session.append(run, *payloads)
-    if rt.hooks.has("after_model_call"):
-        await rt.hooks.notify(
-            "after_model_call", session.disabled_hooks, session_id=session.id, run_id=run.id,
-            request=request, text=text, tool_calls=list(assistant.tool_calls),
-        )
-    return assistant
-
-
-# -- tool calls --------------------------------------------------------------------------
-
-
-def _policy_decision(session: Session, tool: Tool, arguments: dict[str, Any]) -> str:
-    """Deny rule, then a session grant, then the mode's policy, then the tool's own."""
-    agent = session.runtime.agent
-    if tool.name in agent.deny or (tool.category and f"category:{tool.category}" in agent.deny):
-        return "deny"
-    grants = session.grants
-    if f"tool:{tool.name}" in grants or (tool.category and f"category:{tool.category}" in grants):
-        return "auto"
-    mode = agent.mode(session.mode)
-    policy = mode.approval if mode is not None and mode.approval is not None else tool.approval
-    try:
-        decision = policy(arguments) if callable(policy) else policy
-    except Exception as exc:
-        session.log.error("approval_policy_failed", tool=tool.name, error=f"{type(exc).__name__}: {exc}")
-        return "deny"  # a policy that cannot decide must not let the call through
-    if decision not in ("auto", "ask", "deny"):
-        session.log.error("approval_policy_invalid", tool=tool.name, decision=repr(decision))
-        return "deny"
-    return str(decision)
-
-
-async def _settle_tool_calls(session: Session, run: ActiveRun, calls: list[ToolCallPart]) -> bool:
-    """Run, deny or park each call in order. True if some call waits for approval."""
-    rt = session.runtime
-    tools, _ = rt.mode_tools(session.mode)
-    parked = False
-    for call in calls:
-        if call.call_id in session.started_tools:
-            answer = session.suspension_result(call.call_id)
-            if answer is not None:
-                if answer.cancelled:
-                    await _finish_call(session, run, call, "error", SUSPENSION_CANCELLED)
-                else:
-                    await _finish_call(session, run, call, "ok", render_result(answer.data))
-            elif session.suspension_for(call.call_id) is not None:
-                parked = True
-            else:
-                await _finish_call(session, run, call, "in_doubt", IN_DOUBT)
-            continue
-        tool = tools.get(call.name)
-        if tool is None:
-            known = ", ".join(sorted(tools)) or "none"
-            await _finish_call(session, run, call, "error", f"unknown tool '{call.name}' (available: {known})")
-            continue
-        if call.call_id in run.invalid_arguments:
-            await _finish_call(session, run, call, "invalid_arguments", run.invalid_arguments.pop(call.call_id))
-            continue
-        try:
-            arguments = tool.validate(call.arguments)
-        except ToolArgumentsInvalid as exc:
-            await _finish_call(session, run, call, "invalid_arguments", str(exc))
-            continue
-        decision = _policy_decision(session, tool, arguments)
-        if decision == "deny":
-            await _finish_call(session, run, call, "denied", f"tool '{tool.name}' is not allowed here (denied by policy)")
-            continue
-        if decision == "ask":
-            resolution = session.resolution(call.call_id)
-            if resolution is None:
-                if session.pending_for_call(call.call_id) is None:
-                    expires = time.time() + tool.approval_timeout if tool.approval_timeout else None
-                    await session.append(
-                        run,
-                        ApprovalRequested(new_id("apr"), call.call_id, tool.name, call.arguments, tool.category, expires),
-                    )
-                parked = True
-                continue
-            if not resolution.approved:
-                reason = resolution.reason or "denied by the user"
-                await _finish_call(session, run, call, "denied", f"the user denied this call: {reason}")
-                continue
-        if rt.hooks.has("before_tool_call"):
-            try:
-                veto, _plugin = await rt.hooks.first(
-                    "before_tool_call", session_id=session.id, run_id=run.id, tool=tool.name,
-                    arguments=arguments, category=tool.category,
-                )
-            except PluginError as exc:
-                session.log.error("hook_failed", hook="before_tool_call", error=str(exc), session_id=session.id)
-                veto = "a policy check failed, so the call was not run"
-            if veto is not None:
-                await _finish_call(session, run, call, "denied", f"denied: {veto}")
-                continue
-        if await _run_tool(session, run, call, tool, arguments):
-            parked = True
-    return parked
-
-
-async def _run_tool(
-    session: Session, run: ActiveRun, call: ToolCallPart, tool: Tool, arguments: dict[str, Any]
-) -> bool:
-    """Execute one call; True if the tool suspended the run."""
-    rt = session.runtime
-    await session.append(run, ToolStarted(call.call_id, tool.name, call.arguments))
-    started = time.perf_counter()
-    ctx = ToolContext(
-        session_id=session.id, run_id=run.id, call_id=call.call_id, tool_name=tool.name,
-        sandbox=await session.sandbox(), resources=rt.resources, labels=session.labels,
-        state=session.state, log=session.log.bind(session_id=session.id, run_id=run.id, tool=tool.name),
-        suspend=_suspend,
-    )
-    session.log.info(
-        "tool_started", session_id=session.id, run_id=run.id, tool=tool.name,
-        arguments=shape(dict(call.arguments)),
-    )
-    try:
-        content, outcome = await tool.invoke(ctx, arguments), "ok"
-    except SuspendRun as suspension:
-        await session.append(run, SuspensionRequested(call.call_id, tool.name, suspension.payload))
-        session.log.info("tool_suspended", session_id=session.id, run_id=run.id, tool=tool.name)
-        return True
-    except HarnessError as exc:
-        content, outcome = str(exc), "error"
-    except Exception as exc:
-        error = sanitize(exc, rt.policy)
-        detail = f"{type(exc).__name__}: {exc}"
-        for value in _strings(call.arguments):
-            detail = detail.replace(value, "[argument]")
-        session.log.error("tool_failed", session_id=session.id, run_id=run.id, tool=tool.name, error=detail)
-        content, outcome = f"tool '{tool.name}' failed: {error.message}", "error"
-    await _finish_call(session, run, call, outcome, content, duration_ms=(time.perf_counter() - started) * 1000)
-    return False
-
-
-async def _suspend(payload: Any) -> Any:
-    from .codec import converter, dumps
-
-    data = converter.unstructure(payload)
-    try:
-        dumps(data)
-    except (TypeError, ValueError) as exc:
-        raise ToolArgumentsInvalid(f"suspension payload must be JSON-serializable: {exc}") from None
-    raise SuspendRun(data)
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
-async def _finish_call(
-    session: Session, run: ActiveRun | None, call: ToolCallPart, outcome: str, content: str,
-    *, duration_ms: float = 0.0,
-) -> None:
-    rt = session.runtime
-    is_error = outcome != "ok"
-    result = ToolResultPart(call.call_id, content, is_error)
-    await session.append(run, ToolFinished(call.call_id, call.name, outcome, result, duration_ms=duration_ms))
-    session.log.info(
-        "tool_finished", session_id=session.id, run_id=run.id if run else None, tool=call.name,
-        outcome=outcome, duration_ms=round(duration_ms, 3),
-    )
-    if rt.hooks.has("after_tool_call"):
-        await rt.hooks.notify(
-            "after_tool_call", session.disabled_hooks, session_id=session.id,
-            run_id=run.id if run else session.open_run, tool=call.name, call_id=call.call_id,
-            outcome=outcome, is_error=is_error,
-        )
-
-
-# -- ending runs -------------------------------------------------------------------------
-
-
-async def _close_open_calls(session: Session, run: ActiveRun | None, why: str) -> None:
-    """Give every unanswered tool call a result, so the history stays valid for models."""
-    for call in _unresolved_calls(session):
-        answer = session.suspension_result(call.call_id)
-        if answer is not None and answer.cancelled:
-            await _finish_call(session, run, call, "error", SUSPENSION_CANCELLED)
-        elif call.call_id in session.started_tools:
-            await _finish_call(
-                session, run, call, "error", f"cancelled: {why} while this tool was running (its effects may be partial)"
-            )
+    async def start(
+        self, trigger: str, message: Message | None, model: str | None, outlet: Outlet | None = None
+    ) -> ActiveRun:
+        """Wait for the run slot, then start a run task in the store's nursery."""
+        self.check_open()
+        fold = self.log.fold
+        if trigger == "resume":
+            # A parked run continues with the model it was started with.
+            info = self.log.run_info(fold.open_run) if fold.open_run else None
+            model_ref = (info.model if info is not None else None) or self.model
         else:
-            await _finish_call(session, run, call, "error", f"not run: {why}")
-
-
-async def _settle_previous_run(session: Session) -> None:
-    """Before a new run: end a run left parked (declined) or dangling after a crash."""
-    if session.open_run is None:
-        return
-    if session.parked:
-        await end_parked_run(session, "aborted", "a new user message arrived", decline="interrupted_by_user_message")
-        return
-    # Started but never finished, and nothing pending: the process died mid-run.
-    ghost = ActiveRun(session.open_run, session.model, session.mode, "recover")
-    for call in _unresolved_calls(session):
-        outcome = "in_doubt" if call.call_id in session.started_tools else "error"
-        content = IN_DOUBT if outcome == "in_doubt" else "not run: the process stopped before this call ran"
-        await _finish_call(session, ghost, call, outcome, content)
-    error = ErrorInfo("run.interrupted", "the process stopped during this run")
-    await _record_end(session, ghost, "failed", error)
-
-
-async def end_parked_run(session: Session, status: str, why: str, *, decline: str | None = None) -> None:
-    """End a run parked on approvals: decline them, answer its calls, record its end."""
-    run = ActiveRun(session.open_run or "", session.model, session.mode, "end")
-    for handle in session.pending_approvals:
-        await session.append(run, ApprovalResolved(handle.approval_id, False, decline or why))
-    for suspension in session.pending_suspensions:
-        await session.append(run, SuspensionResolved(suspension.call_id, None, cancelled=True))
-    await _close_open_calls(session, run, why)
-    code = "run.interrupted" if decline else "run.aborted"
-    await _record_end(session, run, status, ErrorInfo(code, why))
-    await session.save_record()
-
-
-async def _record_end(session: Session, run: ActiveRun, status: str, error: ErrorInfo | None) -> RunResult:
-    """Append ``run.finished`` (usage and steps from the log) and tell run_finished hooks."""
-    summary = session.run_summary(run.id)
-    usage = summary.usage if summary is not None else run.usage
-    steps = summary.steps if summary is not None else run.steps
-    duration = (time.perf_counter() - run.started) * 1000 if run.trigger not in ("end", "recover") else 0.0
-    await session.append(run, RunFinished(status, usage, error, duration, steps))
-    result = _result(session, run, status, error)
-    rt = session.runtime
-    if rt.hooks.has("run_finished"):
-        await rt.hooks.notify("run_finished", session.disabled_hooks, session_id=session.id, run_id=run.id, result=result)
-    return result
-
-
-def _result(session: Session, run: ActiveRun, status: str, error: ErrorInfo | None) -> RunResult:
-    messages = session.messages_of(run.id)
-    last_assistant = next((m for m in reversed(messages) if m.role == "assistant"), None)
-    summary = session.run_summary(run.id)
-    return RunResult(
-        session_id=session.id,
-        run_id=run.id,
-        status=status,  # type: ignore[arg-type]
-        text=last_assistant.text if last_assistant else "",
-        messages=messages,
-        tool_calls=tuple(c for m in messages for c in m.tool_calls),
-        usage=summary.usage if summary is not None else run.usage,
-        error=error,
-        duration_ms=(time.perf_counter() - run.started) * 1000,
-    )
-
-
-async def _finish(session: Session, run: ActiveRun, status: str, error: BaseException | None) -> None:
-    rt = session.runtime
-    info: ErrorInfo | None = None
-    if error is not None:
-        info = await _classify(session, error)
-        session.log.error(
-            "run_failed" if status == "failed" else "run_aborted", session_id=session.id, run_id=run.id,
-            error=f"{type(error).__name__}: {error}", code=info.code,
-        )
-    parked = status in ("waiting_approval", "suspended")
-    ended = False
-    try:
-        if not parked:
-            partial = "".join(run.partial_text)
-            if partial:
-                await session.append(run, MessageAdded(Message("assistant", (TextPart(partial),))))
-            why = "the run was aborted" if status == "aborted" else "the run failed"
-            for handle in session.pending_approvals:  # asked while other calls still ran
-                await session.append(run, ApprovalResolved(handle.approval_id, False, why))
-            for suspension in session.pending_suspensions:
-                await session.append(run, SuspensionResolved(suspension.call_id, None, cancelled=True))
-            await _close_open_calls(session, run, why)
-            run.result = await _record_end(session, run, status, info)
-            ended = True
-        await session.save_record()
-    except HarnessError as exc:
-        session.log.error("run_end_not_recorded", session_id=session.id, run_id=run.id, error=str(exc))
-        if info is None and not parked:
-            status, info = "failed", sanitize(exc, rt.policy)
-    if not ended:
-        run.result = _result(session, run, status, info)
-
-
-async def side_question(session: Session, question: str, model: str) -> str:
-    """Ask the model about a snapshot of the history, with no tools; append nothing."""
-    provider, _ = session.runtime.resolve_model(model)
-    history = list(session.messages)
-    # Cut an unfinished tool round off the snapshot: models refuse calls without results.
-    for index in range(len(history) - 1, -1, -1):
-        if history[index].role == "assistant" and history[index].tool_calls:
-            answered = {p.call_id for m in history[index + 1 :] for p in m.parts if isinstance(p, ToolResultPart)}
-            if any(c.call_id not in answered for c in history[index].tool_calls):
-                history = history[:index]
-            break
-    request = await _build_request(session, "", model, messages=(*history, Message.user(question)), tools=False)
-    assembly = _Assembly()
-    async with _aclosing(provider.stream(request)) as events:
-        async for event in events:
-            assembly.feed(event)
-    return "".join(assembly.text)
-
-
-async def _classify(session: Session, error: BaseException) -> ErrorInfo:
-    """The ErrorInfo users see: a classify_error hook's, else the sanitized one; known
-    secret values are masked either way (a provider may put its key in a message)."""
-    info = await _classify_raw(session, error)
-    scrub = session.runtime.redactor.scrub
-    return attrs.evolve(info, message=scrub(info.message), stack=scrub(info.stack) if info.stack else None)
-
-
-async def _classify_raw(session: Session, error: BaseException) -> ErrorInfo:
-    rt = session.runtime
-    if rt.hooks.has("classify_error"):
+            model_ref = model or self.model
+        self._rt.resolve_model(model_ref)  # a bad ref is the caller's error, before anything runs
+        self._queue_failures = 0
+        await self._slot.acquire()
         try:
-            custom, _ = await rt.hooks.first("classify_error", error=error, session_id=session.id)
-        except PluginError as exc:
-            session.log.error("hook_failed", hook="classify_error", error=str(exc))
-            custom = None
-        if isinstance(custom, ErrorInfo):
-            return custom
-    return sanitize(error, rt.policy)
+            self.check_open()
+            run = self._new_run(trigger, model_ref, outlet)
+            await self._rt.hub.nursery.start(self._drive, run, message)
+        except RuntimeError as exc:  # the store's nursery is closing
+            self.active = None
+            self._slot.release()
+            raise StoreClosed("the session store is closing") from exc
+        except BaseException:
+            self.active = None
+            self._slot.release()
+            raise
+        return run
+
+    def _new_run(self, trigger: str, model: str, outlet: Outlet | None = None) -> ActiveRun:
+        fold = self.log.fold
+        resuming = trigger == "resume" and fold.open_run is not None
+        run = ActiveRun(fold.open_run if resuming and fold.open_run else new_id("run"), model, fold.mode, trigger, outlet)
+        if resuming:
+            run.begun = True
+            info = self.log.run_info(run.id)
+            if info is not None:
+                run.steps = info.steps  # max_steps counts the whole run, not each stretch
+        self.active = run
+        return run
+
+    def _run_ended(self, run: ActiveRun) -> None:
+        """The run task's last act. A queued input takes the slot directly (so it runs
+        next, ahead of sends still waiting); otherwise the slot is freed."""
+        if self.active is run:
+            self.active = None
+        run.done.set()
+        self.schedule_expiries()
+        if run.trigger in ("follow_up", "steer") and not run.begun:
+            # Storage refused to start a queued input: back off instead of spinning.
+            self._queue_failures += 1
+            self._slot.release()
+            if self._queue_failures <= len(QUEUE_RETRY_DELAYS) and not self.closed and not self._rt.hub.closing:
+                self._rt.hub.nursery.start_soon(self._retry_queue, QUEUE_RETRY_DELAYS[self._queue_failures - 1])
+            else:
+                self.log.log.warning("queued_input_stalled", attempts=self._queue_failures)
+            return
+        if self._can_take_queue():
+            kind, message = self.log.fold.inbox[0]
+            follow = self._new_run(kind, self.model)
+            self._rt.hub.nursery.start_soon(self._drive, follow, message)
+            return
+        self._slot.release()
+
+    def _can_take_queue(self) -> bool:
+        fold = self.log.fold
+        return bool(fold.inbox) and not fold.parked and not self.closed and not self._rt.hub.closing
+
+    def wake(self) -> None:
+        """Start the next queued input if idle, and the timers of expiring approvals
+        (after a hydrate, or when an input was queued)."""
+        self.schedule_expiries()
+        if self.active is None and self._can_take_queue():
+            self._rt.hub.nursery.start_soon(self._run_queued)
+
+    async def _retry_queue(self, delay: float) -> None:
+        await trio.sleep(delay)
+        if self.active is None and self._can_take_queue():
+            await self._run_queued()
+
+    async def _run_queued(self) -> None:
+        if not self._can_take_queue():
+            return
+        await self._slot.acquire()
+        if not self._can_take_queue() or self.active is not None:
+            self._slot.release()
+            return
+        kind, message = self.log.fold.inbox[0]
+        run = self._new_run(kind, self.model)
+        self._rt.hub.nursery.start_soon(self._drive, run, message)
+
+    # -- the run task ----------------------------------------------------------------
+
+    async def _drive(self, run: ActiveRun, message: Message | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The run task. Records how the run ended, even when cancelled."""
+        task_status.started()
+        status: RunStatus = "aborted"
+        error: BaseException | None = RunAborted("the run was aborted")
+        self.log.outlet = run.outlet
+        try:
+            with run.scope:
+                status = await self._execute(run, message)
+                error = None
+        except Exception as exc:
+            status, error = "failed", exc
+        finally:
+            with trio.CancelScope(shield=True) as cleanup:
+                cleanup.deadline = trio.current_time() + self._rt.grace
+                try:
+                    await self._finish(run, status, error)
+                finally:
+                    if run.outlet is not None:
+                        run.outlet.close()
+                    if self.log.outlet is run.outlet:
+                        self.log.outlet = None
+                    self._run_ended(run)
+                    if status == "failed" and run.begun and self._rt.policy.close_session_on_fatal:
+                        await self.unload("fatal")
+
+    async def _execute(self, run: ActiveRun, message: Message | None) -> RunStatus:
+        rt, log = self._rt, self.log
+        if run.trigger != "resume":
+            await self._settle_previous_run()
+            assert message is not None
+            await log.append(run.id, RunStarted(run.model, run.mode, run.trigger), MessageAdded(message))
+            run.begun = True
+            self._queue_failures = 0
+            log.log.info("run_started", run_id=run.id, model=run.model, mode=run.mode, trigger=run.trigger)
+            if rt.hooks.has("run_started"):
+                await rt.hooks.notify(
+                    "run_started", log.disabled_hooks, session_id=log.id, run_id=run.id,
+                    model=run.model, mode=run.mode, labels=dict(log.record.labels),
+                )
+        log.log.debug("run_step", run_id=run.id, trigger=run.trigger)
+        while True:
+            unresolved = unresolved_calls(await log.messages())
+            if unresolved:
+                if await self.step.settle(run, unresolved) and log.fold.parked:
+                    return "suspended" if log.fold.suspensions else "waiting_approval"
+                continue  # calls answered while other calls of this round ran go round again
+            steering = [m for kind, m in log.fold.inbox if kind == "steer"]
+            if steering:
+                await log.append(run.id, *(MessageAdded(m) for m in steering))
+            if run.steps >= rt.agent.max_steps:
+                raise MaxStepsExceeded(f"the run reached max_steps ({rt.agent.max_steps}) without an answer")
+            run.steps += 1
+            assistant = await self.step.model(run)
+            if not assistant.tool_calls:
+                return "completed"
+
+    # -- ending runs -----------------------------------------------------------------
+
+    async def _finish(self, run: ActiveRun, status: RunStatus, error: BaseException | None) -> None:
+        log = self.log
+        info: ErrorInfo | None = None
+        if error is not None:
+            info = await self._classify(error)
+            log.log.error(
+                "run_failed" if status == "failed" else "run_aborted", run_id=run.id,
+                error=f"{type(error).__name__}: {error}", code=info.code,
+            )
+        if not run.begun:
+            # Nothing of this run reached the log: there is no run to end.
+            run.result = self._result(run, status, info, ())
+            return
+        parked = status in ("waiting_approval", "suspended")
+        ended = False
+        try:
+            if not parked:
+                partial = "".join(run.partial_text)
+                if partial:
+                    await log.append(run.id, MessageAdded(Message("assistant", (TextPart(partial),))))
+                why = "the run was aborted" if status == "aborted" else "the run failed"
+                await self._close_open_calls(run, why)
+                run.result = await self._record_end(run, status, info)
+                ended = True
+            await log.save_record()
+        except HarnessError as exc:
+            log.log.error("run_end_not_recorded", run_id=run.id, error=str(exc))
+            if info is None and not parked:
+                status, info = "failed", sanitize(exc, self._rt.policy)
+        if not ended:
+            first = self._first_seq(run)
+            run.result = self._result(run, status, info, log.cached_since(first))
+        if parked:
+            log.log.info("run_parked", run_id=run.id, status=status)
+
+    def _first_seq(self, run: ActiveRun) -> int:
+        info = self.log.run_info(run.id)
+        return info.first_seq if info is not None else self.log.last_seq + 1
+
+    async def _close_open_calls(self, run: ActiveRun, why: str, *, decline: str | None = None) -> None:
+        """Decline what waits, and give every unanswered tool call a result, so the
+        history stays valid for models."""
+        fold = self.log.fold
+        for handle in list(fold.pending.values()):
+            await self.log.append(run.id, ApprovalResolved(handle.approval_id, False, decline or why))
+        for call_id in list(fold.suspensions):
+            await self.log.append(run.id, SuspensionResolved(call_id, None, cancelled=True))
+        for call in unresolved_calls(await self.log.messages()):
+            answer = fold.suspension_results.get(call.call_id)
+            if answer is not None and answer.cancelled:
+                await self.step.finish_call(run, call, "error", SUSPENSION_CANCELLED)
+            elif call.call_id in fold.started:
+                await self.step.finish_call(
+                    run, call, "error", f"cancelled: {why} while this tool was running (its effects may be partial)"
+                )
+            else:
+                await self.step.finish_call(run, call, "error", f"not run: {why}")
+
+    async def _settle_previous_run(self) -> None:
+        """Before a new run: end a run left parked (declined) or dangling after a crash."""
+        fold = self.log.fold
+        if fold.open_run is None:
+            return
+        if fold.parked:
+            await self.end_parked("aborted", "a new user message arrived", decline="interrupted_by_user_message")
+            return
+        # Started but never finished, and nothing pending: the process died mid-run.
+        ghost = ActiveRun(fold.open_run, self.model, fold.mode, "recover", begun=True)
+        for call in unresolved_calls(await self.log.messages()):
+            if call.call_id in fold.started:
+                await self.step.finish_call(ghost, call, "in_doubt", IN_DOUBT)
+            else:
+                await self.step.finish_call(ghost, call, "error", "not run: the process stopped before this call ran")
+        await self._record_end(ghost, "failed", ErrorInfo("run.interrupted", "the process stopped during this run"))
+
+    async def end_parked(self, status: RunStatus, why: str, *, decline: str | None = None) -> None:
+        """End a run parked on approvals or suspensions: decline them, answer its calls,
+        record its end."""
+        run = ActiveRun(self.log.fold.open_run or "", self.model, self.log.fold.mode, "end", begun=True)
+        await self._close_open_calls(run, why, decline=decline)
+        code = "run.interrupted" if decline else "run.aborted"
+        await self._record_end(run, status, ErrorInfo(code, why))
+        await self.log.save_record()
+
+    async def _record_end(self, run: ActiveRun, status: RunStatus, error: ErrorInfo | None) -> RunResult:
+        """Append ``run.finished`` (usage and steps from the log) and tell run_finished hooks."""
+        log = self.log
+        info = log.run_info(run.id)
+        usage = info.usage if info is not None else run.usage
+        steps = info.steps if info is not None else run.steps
+        first = info.first_seq if info is not None else log.last_seq + 1
+        timed = run.trigger not in ("end", "recover")
+        duration = (time.perf_counter() - run.started) * 1000 if timed else 0.0
+        await log.append(run.id, RunFinished(status, usage, error, duration, steps))
+        result = self._result(run, status, error, await log.messages_since(first))
+        log.log.info(
+            "run_finished", run_id=run.id, status=status, duration_ms=round(duration, 3),
+            usage=attrs.asdict(usage), steps=steps,
+        )
+        if self._rt.hooks.has("run_finished"):
+            await self._rt.hooks.notify("run_finished", log.disabled_hooks, session_id=log.id, run_id=run.id, result=result)
+        return result
+
+    def _result(
+        self, run: ActiveRun, status: RunStatus, error: ErrorInfo | None, messages: tuple[Message, ...]
+    ) -> RunResult:
+        last_assistant = next((m for m in reversed(messages) if m.role == "assistant"), None)
+        info = self.log.run_info(run.id)
+        return RunResult(
+            session_id=self.log.id,
+            run_id=run.id,
+            status=status,
+            text=last_assistant.text if last_assistant else "",
+            messages=messages,
+            tool_calls=tuple(c for m in messages for c in m.tool_calls),
+            usage=info.usage if info is not None else run.usage,
+            error=error,
+            duration_ms=(time.perf_counter() - run.started) * 1000,
+        )
+
+    async def _classify(self, error: BaseException) -> ErrorInfo:
+        """The ErrorInfo users see: a classify_error hook's, else the sanitized one; known
+        secret values are masked either way (a provider may put its key in a message)."""
+        rt = self._rt
+        info: ErrorInfo | None = None
+        if rt.hooks.has("classify_error"):
+            try:
+                custom, _ = await rt.hooks.first("classify_error", error=error, session_id=self.log.id)
+            except PluginError as exc:
+                self.log.log.error("hook_failed", hook="classify_error", error=str(exc))
+                custom = None
+            if isinstance(custom, ErrorInfo):
+                info = custom
+        if info is None:
+            info = sanitize(error, rt.policy)
+        scrub = rt.redactor.scrub
+        return attrs.evolve(info, message=scrub(info.message), stack=scrub(info.stack) if info.stack else None)
+
+    # -- acting on a session -----------------------------------------------------------
+
+    async def change(self, *payloads: EventPayload) -> None:
+        """Append a change of settings (in the active run, if one works) and save the record."""
+        self.check_open()
+        await self.log.append(self.active.id if self.active else None, *payloads)
+        await self.log.save_record()
+
+    async def queue(self, kind: InputKind, message: Message) -> None:
+        self.check_open()
+        await self.log.append(self.active.id if self.active else None, InputQueued(kind, message))
+        self._queue_failures = 0
+        self.wake()
+
+    async def resolve(
+        self, approval_id: str, approved: bool, reason: str | None, remember: Remember | None
+    ) -> RunResult | None:
+        """Approve or deny a pending call; exactly one resolution is ever recorded."""
+        self.check_open()
+        if remember not in (None, "tool", "category"):
+            raise InvalidArgument("remember must be None, 'tool' or 'category'")
+        async with self._resolving:
+            fold = self.log.fold
+            handle = fold.pending.get(approval_id)
+            if handle is None:
+                if approval_id in fold.resolved:
+                    raise ApprovalAlreadyResolved(
+                        f"approval '{approval_id}' in session '{self.log.id}' was already resolved"
+                    )
+                raise UnknownApproval(f"no pending approval '{approval_id}' in session '{self.log.id}'")
+            payloads: list[EventPayload] = [ApprovalResolved(approval_id, approved, reason, remember)]
+            if remember is not None:
+                grant = _grant_for(handle, remember)
+                if grant not in fold.grants:
+                    payloads.append(GrantsChanged((*fold.grants, grant)))
+            await self.log.append(handle.run_id or None, *payloads)
+        timer = self._timers.pop(approval_id, None)
+        if timer is not None:
+            timer.cancel()
+        return await self._continue_parked()
+
+    async def resume(self, call_id: str, data: Any) -> RunResult | None:
+        self.check_open()
+        try:
+            value = converter.unstructure(data)
+            dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"resume data must be JSON-serializable: {exc}") from None
+        async with self._resolving:
+            handle = self.log.fold.suspensions.get(call_id)
+            if handle is None:
+                raise UnknownSuspension(
+                    f"no pending suspension for call '{call_id}' in session '{self.log.id}' (unknown or already resumed)"
+                )
+            await self.log.append(handle.run_id or None, SuspensionResolved(call_id, value))
+        return await self._continue_parked()
+
+    async def _continue_parked(self) -> RunResult | None:
+        fold = self.log.fold
+        if fold.parked or self.active is not None or fold.open_run is None:
+            return None
+        run = await self.start("resume", None, None)
+        result: RunResult | None = await run.wait()
+        return result
+
+    async def abort(self) -> bool:
+        """Cancel the active run, or end a parked one; whether there was something to end."""
+        run = self.active
+        if run is not None:
+            run.scope.cancel()
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + self._rt.grace):
+                await run.done.wait()
+            return True
+        if self.log.fold.parked:
+            await self.end_parked("aborted", "the run was aborted")
+            self.wake()  # queued follow-ups run, as after any other run
+            return True
+        return False
+
+    async def btw(self, question: str, model: str | None) -> str:
+        self.check_open()
+        return await self.step.side_question(question, model or self.model)
+
+    # -- approval timers -----------------------------------------------------------------
+
+    def schedule_expiries(self) -> None:
+        """Start a timer for each pending approval that has an expiry."""
+        for handle in self.log.fold.pending.values():
+            if handle.expires_at is not None and handle.approval_id not in self._timers and not self.closed:
+                scope = trio.CancelScope()
+                self._timers[handle.approval_id] = scope
+                self._rt.hub.nursery.start_soon(self._expire, handle.approval_id, handle.expires_at, scope)
+
+    async def _expire(self, approval_id: str, expires_at: float, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(max(0.0, expires_at - time.time()))
+        if self._timers.get(approval_id) is not scope:
+            return  # resolved meanwhile (its resolution cancelled this timer)
+        # Forget the timer first: resolving cancels the approval's timer, which must not
+        # be the scope this very task would continue the run in.
+        del self._timers[approval_id]
+        if approval_id in self.log.fold.pending and not self.closed:
+            try:
+                await self.resolve(approval_id, False, "the approval timed out", None)
+            except HarnessError as exc:
+                self.log.log.warning("approval_expiry_failed", error=str(exc))
+
+    # -- closing -------------------------------------------------------------------------
+
+    async def shutdown(self, reason: str) -> None:
+        """Abort active work, release the sandbox and mark the session closed.
+
+        A run parked on approvals or suspensions is durable state, not active work: it
+        stays parked in storage and continues after ``get_or_create`` in any process.
+        """
+        if self.closed:
+            return
+        if self.active is not None:
+            await self.abort()
+        self.closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        if self._sandbox is not None:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + self._rt.grace):
+                try:
+                    await self._sandbox.close(reason)
+                except Exception as exc:
+                    self.log.log.warning("sandbox_close_failed", error=str(exc))
+            self._sandbox = None
+
+    async def unload(self, reason: str) -> None:
+        """Unload from the store: shut down, forget, tell subscribers and hooks."""
+        if self.closed:
+            return
+        rt = self._rt
+        try:
+            await self.shutdown(reason)
+        except HarnessError as exc:
+            # Closing must not fail because the last write of an aborted run was refused.
+            self.log.log.error("session_close_incomplete", error=str(exc))
+        self.closed = True
+        rt.hub.forget(self.log.id, self)
+        rt.hub.publish(StoreEvent("session.closed", self.log.id))
+        if rt.hooks.has("session_closed"):
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + rt.grace):
+                await rt.hooks.notify("session_closed", self.log.disabled_hooks, session_id=self.log.id, reason=reason)
+
+
+def _grant_for(handle: ApprovalHandle, remember: Remember) -> str:
+    if remember == "tool":
+        return f"tool:{handle.tool}"
+    if not handle.category:
+        raise InvalidArgument(f"tool '{handle.tool}' has no category to remember")
+    return f"category:{handle.category}"
+

@@ -1,10 +1,16 @@
-"""What a store shares with its sessions: resolved plugins, policy, logging, the nursery."""
+"""What a store shares with its sessions: resolved plugins, policy, logging, the hub.
+
+``Runtime`` is frozen and built once per store, before the store itself. Its ``hub``
+is the one mutable thing sessions share: the store's nursery, the loaded sessions and
+the subscribers of store events.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Final
 
 import attrs
 import trio
@@ -16,9 +22,9 @@ from ._policy import ErrorPolicy
 from ._records import Event
 from ._tools import Tool
 from .contracts import ModelProvider, RetryPolicy, Sandbox, SessionStorage, ToolSpec
-from .errors import InvalidSessionId, UnknownModel
+from .errors import InvalidArgument, InvalidSessionId, UnknownModel
 
-__all__ = ["Runtime", "StoreEvent", "validate_labels", "validate_session_id"]
+__all__ = ["Hub", "Loaded", "Runtime", "StoreEvent", "validate_labels", "validate_session_id"]
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -44,12 +50,13 @@ def validate_session_id(session_id: object) -> str:
 
 
 def validate_labels(labels: Mapping[str, Any]) -> dict[str, str]:
+    """The labels if every name and value is acceptable; ``InvalidArgument`` otherwise."""
     clean = {}
     for key, value in labels.items():
         if not _LABEL_KEY.match(key):
-            raise ValueError(f"label name {key!r} must match {_LABEL_KEY.pattern}")
+            raise InvalidArgument(f"label name {key!r} must match {_LABEL_KEY.pattern}")
         if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:
-            raise ValueError(f"label '{key}' must be a string of at most {MAX_LABEL_VALUE} characters")
+            raise InvalidArgument(f"label '{key}' must be a string of at most {MAX_LABEL_VALUE} characters")
         clean[key] = value
     return clean
 
@@ -69,11 +76,83 @@ class StoreEvent:
     display: Any = None
 
 
-@attrs.define
+SUBSCRIBER_BUFFER: Final = 10_000
+"""Events a subscriber may fall behind by before it is dropped (its iteration ends)."""
+
+
+@attrs.frozen(eq=False)
+class Loaded:
+    """A loaded session as the hub keeps it: its internal ``runner`` and the public
+    ``handle`` the store hands out (the same object every time)."""
+
+    runner: Any
+    handle: Any
+
+
+class Hub:
+    """The store's shared, mutable side: its nursery, loaded sessions, subscribers.
+
+    Built before the store and handed to every session through the runtime, so a
+    session can unload itself (after a fatal error) without knowing the store.
+    """
+
+    def __init__(self, nursery: trio.Nursery, log: Any) -> None:
+        self.nursery = nursery
+        self.sessions: dict[str, Loaded] = {}
+        """Loaded sessions by id."""
+        self.closing = False
+        self._log = log
+        self._subscribers: list[trio.MemorySendChannel[StoreEvent]] = []
+
+    def forget(self, session_id: str, runner: Any) -> bool:
+        """Drop ``runner``'s entry (not a newer session of the same id); True if it was there."""
+        entry = self.sessions.get(session_id)
+        if entry is None or entry.runner is not runner:
+            return False
+        del self.sessions[session_id]
+        return True
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._subscribers)
+
+    def publish(self, event: StoreEvent) -> None:
+        """Hand ``event`` to every subscriber; one that fell too far behind is dropped."""
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                self._subscribers.remove(channel)
+                channel.close()
+                self._log.warning("subscriber_dropped", reason="fell too far behind")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.remove(channel)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[StoreEvent]]:
+        send, receive = trio.open_memory_channel[StoreEvent](SUBSCRIBER_BUFFER)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+            send.close()
+
+    def close_subscribers(self) -> None:
+        for channel in self._subscribers:
+            channel.close()
+        self._subscribers.clear()
+
+
+@attrs.frozen(eq=False)
 class Runtime:
+    """Everything a store's sessions share; nothing here changes after the store opens."""
+
     agent: Agent
-    tools: dict[str, Tool]
-    providers: dict[str, ModelProvider]
+    tools: Mapping[str, Tool]
+    providers: Mapping[str, ModelProvider]
     default_model: str
     storage: SessionStorage
     sandbox: Sandbox
@@ -83,13 +162,9 @@ class Runtime:
     hooks: HookRunner
     log: Any
     redactor: Redactor
-    nursery: trio.Nursery
-    publish: Callable[[StoreEvent], None]
-    forget: Callable[[Any], None]
-    closing: Callable[[], bool] = lambda: False
-    has_subscribers: Callable[[], bool] = lambda: False
+    hub: Hub
     grace: float = 5.0
-    _mode_tools: dict[str, tuple[dict[str, Tool], tuple[ToolSpec, ...]]] = attrs.Factory(dict)
+    _mode_tools: dict[str, tuple[dict[str, Tool], tuple[ToolSpec, ...]]] = attrs.field(factory=dict)
 
     def mode_tools(self, mode: str) -> tuple[dict[str, Tool], tuple[ToolSpec, ...]]:
         """The tools a mode may call and their specs (computed once per mode)."""
@@ -108,7 +183,8 @@ class Runtime:
         return cached
 
     def resolve_model(self, ref: str) -> tuple[ModelProvider, str]:
-        namespace, sep, name = ref.partition("/")
+        """The provider serving ``ref`` and the model name within it; ``UnknownModel``."""
+        namespace, sep, name = ref.partition("/") if isinstance(ref, str) else ("", "", "")
         if not (sep and namespace and name):
             raise UnknownModel(f"model ref '{ref}' must look like '<provider>/<model>'")
         provider = self.providers.get(namespace)

@@ -30,8 +30,8 @@ from ._records import (
 from .errors import StorageError
 
 __all__ = [
-    "SCHEMA_VERSION",
     "Migration",
+    "SCHEMA_VERSION",
     "converter",
     "decode_event",
     "decode_record",

@@ -13,6 +13,15 @@
     ├── SessionConflict               another writer moved the session ahead (run failed)
     ├── StateValidationError          update_state() with values the state class refuses
     ├── UnknownMode / UnknownModel    switch_mode() / set_model() with a bad name
+    ├── InvalidArgument               a call with a value it cannot take (also ValueError)
+    ├── NotPending                    a call naming something that is not waiting (KeyError)
+    │   ├── UnknownApproval           no such approval in the session
+    │   ├── ApprovalAlreadyResolved   the approval was approved or denied already
+    │   └── UnknownSuspension         no suspended call with that id waits for resume()
+    ├── NotFound                      a lookup of something the session never had (KeyError)
+    │   ├── UnknownGrant              revoke() of a grant the session does not hold
+    │   ├── UnknownMessage            history(before=...) with an id not in the session
+    │   └── UnknownRun                run_events() of a run the session never had
     ├── PluginError                   a plugin failed to load, register or run
     │   └── PluginLoadError           an entry point failed to import (strict mode)
     ├── StorageError                  a storage backend failed
@@ -44,6 +53,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "ApprovalAlreadyResolved",
     "AuthenticationFailed",
     "BadRequest",
     "ConfigError",
@@ -52,9 +62,12 @@ __all__ = [
     "ContextProviderFailed",
     "ContextTooLong",
     "HarnessError",
+    "InvalidArgument",
     "InvalidSessionId",
     "MalformedResponse",
     "MaxStepsExceeded",
+    "NotFound",
+    "NotPending",
     "PluginError",
     "PluginLoadError",
     "ProviderError",
@@ -74,8 +87,13 @@ __all__ = [
     "StoreClosed",
     "ToolArgumentsInvalid",
     "ToolError",
+    "UnknownApproval",
+    "UnknownGrant",
+    "UnknownMessage",
     "UnknownMode",
     "UnknownModel",
+    "UnknownRun",
+    "UnknownSuspension",
 ]
 
 
@@ -164,6 +182,68 @@ class UnknownModel(HarnessError, ValueError):
     """A model ref is malformed or names a provider namespace that is not configured."""
 
     code = "model.unknown"
+
+
+class InvalidArgument(HarnessError, ValueError):
+    """A call with a value it cannot take (``remember="forever"``, a bad label, a page
+    limit out of range, resume data that is not JSON). Also a ``ValueError``."""
+
+    code = "request.invalid"
+
+
+class NotPending(HarnessError, KeyError):
+    """A call naming an approval or suspension that is not waiting. Also a ``KeyError``."""
+
+    code = "request.not_pending"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownApproval(NotPending):
+    """``approve``/``deny`` of an approval id the session never had."""
+
+    code = "approval.unknown"
+
+
+class ApprovalAlreadyResolved(NotPending):
+    """``approve``/``deny`` of an approval that was already approved or denied (for
+    example by a call that raced this one): exactly one resolution is recorded."""
+
+    code = "approval.already_resolved"
+
+
+class UnknownSuspension(NotPending):
+    """``resume`` of a call id that no suspension waits on (unknown or already resumed)."""
+
+    code = "suspension.unknown"
+
+
+class NotFound(HarnessError, KeyError):
+    """A lookup of something the session does not have. Also a ``KeyError``."""
+
+    code = "request.not_found"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownGrant(NotFound):
+    """``revoke`` of a grant the session does not hold."""
+
+    code = "grant.unknown"
+
+
+class UnknownMessage(NotFound):
+    """``history(before=...)`` with a message id that is not in the session."""
+
+    code = "message.unknown"
+
+
+class UnknownRun(NotFound):
+    """``run_events`` of a run id the session never had."""
+
+    code = "run.unknown"
 
 
 class PluginError(HarnessError):

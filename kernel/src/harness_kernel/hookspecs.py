@@ -22,7 +22,27 @@ if TYPE_CHECKING:
     from ._records import Event, RunResult
     from .contracts import ModelRequest
 
-__all__ = ["Register", "hookimpl", "hookspec"]
+__all__ = [
+    "Register",
+    "after_model_call",
+    "after_tool_call",
+    "before_model_call",
+    "before_tool_call",
+    "classify_error",
+    "harness_kernel_log_sinks",
+    "harness_kernel_providers",
+    "harness_kernel_retry_policies",
+    "harness_kernel_sandboxes",
+    "harness_kernel_storage",
+    "harness_kernel_tools",
+    "hookimpl",
+    "hookspec",
+    "on_event",
+    "run_finished",
+    "run_started",
+    "session_closed",
+    "session_opened",
+]
 
 hookspec = pluggy.HookspecMarker("harness_kernel")
 hookimpl = pluggy.HookimplMarker("harness_kernel")

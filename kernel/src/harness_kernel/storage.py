@@ -33,6 +33,7 @@ from .codec import dumps
 from .contracts import SessionFilter
 
 __all__ = [
+    "GC_PAUSE_EVENTS",
     "check_batch",
     "decode_cursor",
     "decode_id",

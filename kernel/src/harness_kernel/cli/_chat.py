@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import trio
 
@@ -152,13 +152,13 @@ class Chat:
 
     async def _welcome(self) -> None:
         s = self.session
-        self.say(f"session {s.id} | agent {s.agent} | model {s.model}")
+        self.say(f"session {s.id} | agent {self.store.agent.name} | model {s.model}")
         history = await s.history()
         if history:
             self.say(f"(resumed: {len(history)} messages; the last ones follow)")
             for message in history[-6:]:
                 if message.role in ("user", "assistant") and message.text:
-                    who = "you" if message.role == "user" else s.agent
+                    who = "you" if message.role == "user" else self.store.agent.name
                     self.say(f"{who}> {short(message.text, 200)}")
         self.say(HELP)
         waiting = len(s.pending_approvals)
@@ -229,7 +229,7 @@ class Chat:
         async def act() -> RunResult | None:
             if decision == "no":
                 return await self.session.deny(handle.approval_id, "denied by the user")
-            remember = "tool" if decision == "always" else None
+            remember: Literal["tool"] | None = "tool" if decision == "always" else None
             return await self.session.approve(handle.approval_id, remember=remember)
 
         return await follow(self.store, self.session.id, self.printer, act)

@@ -140,7 +140,8 @@ async def sessions_show(args: argparse.Namespace) -> int:
     async with opened(args) as store:
         session = await existing(store, args.session)
         messages = await session.history(limit=args.limit)
-        record = session.record
+        record = await store.storage.load(session.id)
+        assert record is not None
         pending = session.pending_approvals
     if args.json:
         print_json(

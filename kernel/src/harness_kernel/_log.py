@@ -1,0 +1,378 @@
+"""The durable log of one loaded session: append, fold, snapshot, history, publish.
+
+Every change of a session is an event appended to storage first (compare-and-swap on
+the last seq) and folded into memory second, so memory is never ahead of storage.
+``SessionLog.hydrate`` rebuilds a session from its record's snapshot plus the events
+after it; history and finished runs are read from storage only when someone needs
+them, and then kept. A snapshot that cannot be trusted is repaired by folding the log.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, final
+
+import attrs
+import trio
+
+from ._display import DisplayState, DisplayStateChanged
+from ._fold import RunInfo, SessionFold, SnapshotInvalid
+from ._records import (
+    Event,
+    EventPayload,
+    Message,
+    MessageAdded,
+    RunFinished,
+    RunSummary,
+    SessionRecord,
+)
+from ._runtime import Runtime, StoreEvent
+from .codec import converter
+from .contracts import TextDelta, ToolCallDelta, ToolCallStart
+from .errors import Conflict, HarnessError, SessionConflict, UnknownMessage, UnknownRun
+
+__all__ = ["Outlet", "SessionLog"]
+
+READ_PAGE = 500
+"""Events read per storage call when a run's events are listed."""
+
+
+@final
+class Outlet:
+    """The stream of one run: items for the caller iterating ``stream()``.
+
+    A caller that stopped reading is forgotten; the run goes on without it.
+    """
+
+    def __init__(self, channel: trio.MemorySendChannel[Any]) -> None:
+        self._channel: trio.MemorySendChannel[Any] | None = channel
+
+    async def send(self, item: Any) -> None:
+        if self._channel is None:
+            return
+        try:
+            await self._channel.send(item)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._channel = None
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+class _History:
+    """The session's messages, with the seq of each; the part before ``base_seq`` is read
+    from storage on first use (after a hydrate from a snapshot)."""
+
+    def __init__(self, base_seq: int) -> None:
+        self.base_seq = base_seq
+        self.loaded = base_seq == 0
+        self.messages: list[Message] = []
+        self.seqs: list[int] = []
+        self.older_runs: dict[str, RunInfo] = {}
+        self._index: dict[str, int] | None = None
+
+    def add(self, seq: int, message: Message) -> None:
+        self.messages.append(message)
+        self.seqs.append(seq)
+        if self._index is not None:
+            self._index[message.id] = len(self.messages) - 1
+
+    def prepend(self, seqs: list[int], messages: list[Message], runs: dict[str, RunInfo]) -> None:
+        self.messages[:0] = messages
+        self.seqs[:0] = seqs
+        self.older_runs = runs
+        self._index = None
+        self.loaded = True
+
+    def index_of(self, message_id: str) -> int | None:
+        if self._index is None:
+            self._index = {m.id: i for i, m in enumerate(self.messages)}
+        return self._index.get(message_id)
+
+    def since(self, seq: int) -> tuple[Message, ...]:
+        return tuple(self.messages[bisect.bisect_left(self.seqs, seq) :])
+
+
+@final
+class SessionLog:
+    """One loaded session's log. Build with ``created`` or ``hydrate``."""
+
+    def __init__(self, runtime: Runtime, record: SessionRecord, fold: SessionFold, history: _History) -> None:
+        self._rt = runtime
+        self._record = record
+        self._history = history
+        self.id = record.id
+        self.fold = fold
+        self.disabled_hooks: set[str] = set()
+        self.outlet: Outlet | None = None
+        """The stream of the run working now, if someone streams it."""
+        self.log = runtime.log.bind(session_id=record.id, **({"labels": dict(record.labels)} if record.labels else {}))
+        self._write_lock = trio.Lock()
+        self._read_lock = trio.Lock()
+        self._streaming: list[str] = []  # stream-only: the answer being streamed
+        self._tool_buffers: dict[str, str] = {}  # stream-only: tool arguments being streamed
+        self._state_cache: tuple[dict[str, Any], Any] | None = None
+
+    @classmethod
+    def created(cls, runtime: Runtime, record: SessionRecord) -> SessionLog:
+        """The log of a session just created (nothing to read)."""
+        fold = SessionFold(record.id, record.mode or runtime.agent.default_mode, record.model, record.state)
+        return cls(runtime, record, fold, _History(0))
+
+    @classmethod
+    async def hydrate(cls, runtime: Runtime, record: SessionRecord) -> SessionLog:
+        """The log of a stored session: its snapshot plus the events after it, or the
+        whole log folded when the snapshot is missing, older or does not match."""
+        storage = runtime.storage
+        try:
+            fold = SessionFold.from_snapshot(record.id, record.snapshot, record.last_seq)
+            # The event the snapshot ends with must be there: a shorter log is not the
+            # log this snapshot was taken of.
+            tail = await storage.read(record.id, after_seq=max(0, record.last_seq - 1))
+            if record.last_seq > 0:
+                if not tail or tail[0].seq != record.last_seq:
+                    raise SnapshotInvalid("the log does not hold the snapshot's last event")
+                tail = tail[1:]
+            log = cls(runtime, record, fold, _History(record.last_seq))
+            repaired = None
+        except SnapshotInvalid as why:
+            tail = await storage.read(record.id)
+            fold = SessionFold(record.id, record.mode or runtime.agent.default_mode, record.model, record.state)
+            log = cls(runtime, record, fold, _History(0))
+            repaired = str(why)
+        for event in tail:
+            log._apply(event)
+        if repaired is not None and record.snapshot is not None:
+            log.log.warning("snapshot_repaired", reason=repaired, last_seq=fold.last_seq)
+        if repaired is not None and tail:
+            try:
+                await log.save_record()
+            except HarnessError as exc:  # the log is right; the snapshot waits for the next save
+                log.log.warning("snapshot_not_saved", error=str(exc))
+        return log
+
+    # -- what it knows ---------------------------------------------------------------
+
+    @property
+    def record(self) -> SessionRecord:
+        """The record as last saved or loaded."""
+        return self._record
+
+    @property
+    def last_seq(self) -> int:
+        return self.fold.last_seq
+
+    @property
+    def display_state(self) -> DisplayState:
+        return self.fold.display("".join(self._streaming), self._tool_buffers)
+
+    async def messages(self) -> Sequence[Message]:
+        """The whole history (read from storage once, then kept)."""
+        await self._load_history()
+        return self._history.messages
+
+    async def messages_since(self, seq: int) -> tuple[Message, ...]:
+        """Messages appended at or after ``seq`` (a run's messages, from its first seq)."""
+        if seq <= self._history.base_seq:
+            await self._load_history()
+        return self._history.since(seq)
+
+    def cached_since(self, seq: int) -> tuple[Message, ...]:
+        """Like ``messages_since``, from memory only (what this process has read)."""
+        return self._history.since(seq)
+
+    async def history(self, limit: int | None, before: str | None) -> list[Message]:
+        await self._load_history()
+        messages = self._history.messages
+        end = len(messages)
+        if before is not None:
+            index = self._history.index_of(before)
+            if index is None:
+                raise UnknownMessage(f"no message '{before}' in session '{self.id}'")
+            end = index
+        start = 0 if limit is None else max(0, end - limit)
+        return messages[start:end]
+
+    async def runs(self) -> list[RunSummary]:
+        """Every run, oldest first (older runs read from storage once)."""
+        await self._load_history()
+        merged = {**self._history.older_runs, **self.fold.runs}
+        return [info.summary() for info in sorted(merged.values(), key=lambda info: info.first_seq)]
+
+    def run_info(self, run_id: str) -> RunInfo | None:
+        """A run folded since this session was loaded (the open run is always one)."""
+        return self.fold.runs.get(run_id)
+
+    async def run_events(self, run_id: str) -> list[Event]:
+        """The durable events of one run, read back from storage."""
+        info = self.fold.runs.get(run_id)
+        if info is None:
+            await self._load_history()
+            info = self._history.older_runs.get(run_id)
+        if info is None:
+            raise UnknownRun(f"no run '{run_id}' in session '{self.id}'")
+        events: list[Event] = []
+        after = info.first_seq - 1
+        stop = info.last_seq or math.inf
+        while after < stop:
+            batch = await self._rt.storage.read(self.id, after_seq=after, limit=READ_PAGE)
+            if not batch:
+                break
+            events.extend(e for e in batch if e.run_id == run_id and e.seq <= stop)
+            after = batch[-1].seq
+        return events
+
+    async def _load_history(self) -> None:
+        if self._history.loaded:
+            return
+        async with self._read_lock:
+            if self._history_loaded():  # by a task that held the lock before us
+                return
+            base = self._history.base_seq
+            events = await self._rt.storage.read(self.id, after_seq=0, limit=base)
+            prefix = SessionFold(self.id, self.fold.mode)
+            seqs: list[int] = []
+            messages: list[Message] = []
+            for event in events:
+                if event.seq > base:
+                    break
+                added = prefix.apply(event)
+                if added is not None:
+                    seqs.append(event.seq)
+                    messages.append(added)
+            self._history.prepend(seqs, messages, prefix.runs)
+
+    def _history_loaded(self) -> bool:
+        return self._history.loaded
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _apply(self, event: Event) -> None:
+        added = self.fold.apply(event)
+        if added is not None:
+            self._history.add(event.seq, added)
+        payload = event.payload
+        if isinstance(payload, RunFinished) or (isinstance(payload, MessageAdded) and payload.message.role == "assistant"):
+            self._streaming, self._tool_buffers = [], {}
+
+    async def append(self, run_id: str | None, *payloads: EventPayload) -> list[Event]:
+        """Append events durably (one commit), then fold and publish them.
+
+        On ``Conflict`` (another writer moved ahead) the tail is reloaded and
+        ``SessionConflict`` raised: nothing is forked or overwritten.
+        """
+        async with self._write_lock:
+            now = time.time()
+            last = self.fold.last_seq
+            events = [Event(last + i, payload, now, run_id) for i, payload in enumerate(payloads, start=1)]
+            try:
+                await self._rt.storage.append(self.id, events, expected_seq=last)
+            except Conflict as exc:
+                await self._reload_tail()
+                raise SessionConflict(
+                    f"session '{self.id}' was changed by another writer; this run stopped and "
+                    "the session reloaded the newer history"
+                ) from exc
+            for event in events:
+                self._apply(event)
+        for event in events:
+            await self._publish(event)
+        return events
+
+    async def _reload_tail(self) -> None:
+        for event in await self._rt.storage.read(self.id, after_seq=self.fold.last_seq):
+            self._apply(event)
+            await self._publish(event)
+
+    async def save_record(self) -> None:
+        """Write the record with the fold's snapshot (compare-and-swap on ``revision``).
+
+        The record is an index and a cache of the log; if another writer saved first, the
+        newer of the two snapshots is kept.
+        """
+        for _ in range(3):
+            fold = self.fold
+            record = attrs.evolve(
+                self._record,
+                mode=fold.mode,
+                model=fold.model,
+                state=dict(fold.state),
+                usage=fold.usage,
+                status=fold.status,
+                last_seq=fold.last_seq,
+                updated_at=time.time(),
+                revision=self._record.revision + 1,
+                snapshot=fold.snapshot(),
+            )
+            try:
+                await self._rt.storage.save(record, expected_revision=self._record.revision)
+            except Conflict:
+                stored = await self._rt.storage.load(self.id)
+                if stored is None:
+                    return
+                self._record = stored
+                if stored.last_seq >= self.fold.last_seq:
+                    return
+                continue
+            self._record = record
+            return
+
+    # -- publishing ------------------------------------------------------------------
+
+    async def _publish(self, event: Event) -> None:
+        if self.outlet is not None:
+            await self.outlet.send(event)
+        hub = self._rt.hub
+        hub.publish(StoreEvent("event", self.id, event))
+        await self._display_changed()
+        if self._rt.hooks.has("on_event"):
+            await self._rt.hooks.notify("on_event", self.disabled_hooks, session_id=self.id, event=event)
+
+    async def _display_changed(self) -> None:
+        # Built only for someone who listens: a run's stream, or a store subscriber.
+        hub = self._rt.hub
+        if self.outlet is None and not hub.has_subscribers:
+            return
+        state = self.display_state
+        if self.outlet is not None:
+            await self.outlet.send(DisplayStateChanged(state))
+        hub.publish(StoreEvent("display_state_changed", self.id, display=state))
+
+    async def delta(self, item: Any) -> None:
+        """A stream-only event: to the run's stream, and into ``display_state``."""
+        if self.outlet is not None:
+            await self.outlet.send(item)
+        if isinstance(item, TextDelta):
+            self._streaming.append(item.text)
+        elif isinstance(item, ToolCallStart):
+            self._tool_buffers[item.call_id] = ""
+        elif isinstance(item, ToolCallDelta):
+            self._tool_buffers[item.call_id] = self._tool_buffers.get(item.call_id, "") + item.arguments
+        else:
+            return
+        await self._display_changed()
+
+    def state_value(self, cls: type | None) -> Any:
+        """The session state as an instance of ``cls`` (a dict without one); stored state
+        from an older state class keeps what still fits."""
+        state = self.fold.state
+        if cls is None:
+            return dict(state)
+        if self._state_cache is not None and self._state_cache[0] is state:
+            return self._state_cache[1]
+        value: Any
+        try:
+            value = converter.structure(state, cls)
+        except Exception:
+            fields = {f.name for f in attrs.fields(cls)}
+            try:
+                value = converter.structure({k: v for k, v in state.items() if k in fields}, cls)
+            except Exception:
+                value = cls()
+        self._state_cache = (state, value)
+        return value
