@@ -159,10 +159,13 @@ async def test_storage_failing_with_follow_ups_queued_backs_off_and_keeps_the_in
     async with create_session_store(
         agent=agent, providers=[provider], default_model="scripted/main", storage=storage, autoload_plugins=False
     ) as store:
-        session = await store.get_or_create("s1")
-        with trio.fail_after(30):
-            while session.queued_follow_ups or session.is_running:
-                await trio.sleep(0.1)
+        async with store.subscribe() as store_events:
+            session = await store.get_or_create("s1")
+            with trio.fail_after(30):
+                async for item in store_events:
+                    if item.event is not None and item.event.type == "run.finished":
+                        break
+        assert session.queued_follow_ups == []
         texts = [m.text for m in await session.history()]
     assert texts[-2:] == ["second", "re: second"]
 
