@@ -163,7 +163,7 @@ async def test_storage_failing_with_follow_ups_queued_backs_off_and_keeps_the_in
             session = await store.get_or_create("s1")
             with trio.fail_after(30):
                 async for item in store_events:
-                    if item.event is not None and item.event.type == "run.finished":
+                    if item.event is not None and item.event.type == "run.finished" and item.event.payload.status == "completed":
                         break
         assert session.queued_follow_ups == []
         texts = [m.text for m in await session.history()]
