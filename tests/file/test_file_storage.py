@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness_kernel import SessionRecord, create_session_store, define_agent
 from harness_kernel.codec import decode_event
@@ -217,3 +220,32 @@ async def test_a_large_read_leaves_the_garbage_collector_as_it_was(tmp_path: Pat
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@settings(max_examples=30, deadline=None)
+@given(batches=st.lists(st.integers(1, 10), min_size=1, max_size=8), data=st.data())
+def test_a_fresh_storage_reads_any_tail_by_seeking_back_from_the_end(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[int], data: st.DataObject
+) -> None:
+    """A storage that has not read the log yet (a new process hydrating from a
+    snapshot) reads ``after_seq`` from the end of the file, and gets exactly the tail."""
+    root = tmp_path_factory.mktemp("tail")
+    total = sum(batches)
+    after = data.draw(st.integers(0, total))
+    text = "x" * data.draw(st.integers(0, 70_000))  # lines longer than one backward chunk
+
+    async def check() -> None:
+        writer = FileStorage(root)
+        await writer.create(_record("s"))
+        seq = 0
+        for size in batches:
+            await writer.append("s", [message_event(seq + i + 1, f"{seq + i + 1}{text}") for i in range(size)], seq)
+            seq += size
+        await writer.aclose()
+        fresh = FileStorage(root)
+        tail = await fresh.read("s", after_seq=after)
+        assert [e.seq for e in tail] == list(range(after + 1, total + 1))
+        assert [message_text(e) for e in tail] == [f"{n}{text}" for n in range(after + 1, total + 1)]
+        await fresh.aclose()
+
+    trio.run(check)

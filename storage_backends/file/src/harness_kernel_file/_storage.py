@@ -65,6 +65,7 @@ LOCK = ".lock"
 RECORD = "record.json"
 EVENTS = "events.jsonl"
 _HEADER = re.compile(rb'^\{"first":(\d+),"last":(\d+),"events":')
+_HEADER_AT = re.compile(_HEADER.pattern[1:])  # the same, matched at a given position
 _CHUNK = 64 * 1024
 _SPARSE_EVERY = 64  # remember the offset of every 64th line for read(after_seq=...)
 
@@ -435,7 +436,7 @@ class FileStorage(SessionStorage):
             marks = list(self._sparse.get(enc, ()))
         position = bisect.bisect_right(marks, (after_seq + 1, float("inf"))) - 1
         if position < 0:
-            return 0
+            return self._offset_from_end(fd, after_seq) if after_seq > 0 else 0
         first, offset = marks[position]
         if offset and os.pread(fd, 1, offset - 1) != b"\n":
             self._forget_offsets(enc)
@@ -445,6 +446,30 @@ class FileStorage(SessionStorage):
             self._forget_offsets(enc)
             return 0
         return offset
+
+    @staticmethod
+    def _offset_from_end(fd: int, after_seq: int) -> int:
+        """Byte offset of the last line starting at or before ``after_seq + 1``, found by
+        reading backwards from the end: reading the tail of a long log (hydrating from a
+        snapshot) costs the tail, not the log. 0 when no such line is found."""
+        end = os.fstat(fd).st_size
+        position, buffer = end, b""
+        while position > 0:
+            start = max(0, position - _CHUNK)
+            buffer = os.pread(fd, position - start, start) + buffer
+            position = start
+            cut = len(buffer) - 1  # the log ends with a newline: skip it
+            while True:
+                newline = buffer.rfind(b"\n", 0, cut)
+                if newline < 0:
+                    break
+                match = _HEADER_AT.match(buffer, newline + 1)
+                if match is not None and int(match.group(1)) <= after_seq + 1:
+                    return position + newline + 1
+                cut = newline
+            if position == 0:
+                return 0
+        return 0
 
     # -- listing --------------------------------------------------------------------
 
