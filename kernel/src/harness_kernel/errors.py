@@ -191,13 +191,17 @@ class InvalidArgument(HarnessError, ValueError):
     code = "request.invalid"
 
 
-class NotPending(HarnessError, KeyError):
+class _KeyErrorMessage(KeyError):
+    """A ``KeyError`` whose ``str`` is its message (``KeyError`` would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class NotPending(HarnessError, _KeyErrorMessage):
     """A call naming an approval or suspension that is not waiting. Also a ``KeyError``."""
 
     code = "request.not_pending"
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 class UnknownApproval(NotPending):
@@ -219,13 +223,10 @@ class UnknownSuspension(NotPending):
     code = "suspension.unknown"
 
 
-class NotFound(HarnessError, KeyError):
+class NotFound(HarnessError, _KeyErrorMessage):
     """A lookup of something the session does not have. Also a ``KeyError``."""
 
     code = "request.not_found"
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class UnknownGrant(NotFound):
