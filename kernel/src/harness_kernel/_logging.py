@@ -9,22 +9,20 @@ record: sensitive keys are masked wherever they nest, and configured secret valu
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import structlog
 
+from ._secrets import MASK as MASK  # re-exported until config.py imports it from _secrets
+from ._secrets import SENSITIVE_NAME, SecretValues, sensitive_names
 from .contracts import LOG_LEVELS, LogSink
 
 __all__ = ["LEVELS", "Redactor", "SinkFanout", "build_logger", "parse_level", "shape"]
 
 LEVELS = LOG_LEVELS
-MASK = "[redacted]"
-SENSITIVE_KEY = re.compile(
-    r"api[_-]?key|authorization|password|passwd|token|secret|cookie|credential|private[_-]?key",
-    re.IGNORECASE,
-)
+# Until config.py and _resolve.py import it from ``_secrets`` (as SENSITIVE_NAME).
+SENSITIVE_KEY = SENSITIVE_NAME
 
 
 def parse_level(level: str | int) -> int:
@@ -33,7 +31,9 @@ def parse_level(level: str | int) -> int:
     try:
         return LEVELS[level.lower()]
     except KeyError:
-        raise ValueError(f"unknown log level {level!r} (use debug, info, warning, error, critical)") from None
+        raise ValueError(
+            f"unknown log level {level!r} (use debug, info, warning, error, critical)"
+        ) from None
 
 
 def shape(value: Any) -> Any:
@@ -51,22 +51,15 @@ class Redactor:
     """A structlog processor masking sensitive keys and known secret values."""
 
     def __init__(self, values: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
-        self._values: set[str] = set()
-        extra = "|".join(re.escape(k) for k in keys)
-        self._keys = re.compile(f"{SENSITIVE_KEY.pattern}|{extra}", re.IGNORECASE) if extra else SENSITIVE_KEY
-        self.add_values(values)
+        self._secrets = SecretValues(values)
+        self._keys = sensitive_names(keys)
 
     def add_values(self, values: Iterable[str]) -> None:
-        # Very short values would mask ordinary words; secrets are longer than this.
-        self._values.update(v for v in values if isinstance(v, str) and len(v) >= 4)
-        self._ordered = sorted(self._values, key=len, reverse=True)
+        self._secrets = SecretValues([*self._secrets.ordered, *values])
 
     def scrub(self, text: str) -> str:
         """``text`` with every known secret value masked."""
-        for secret in self._ordered:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
+        return self._secrets.mask(text)
 
     def _clean(self, value: Any, depth: int = 0) -> Any:
         if isinstance(value, str):
@@ -75,7 +68,11 @@ class Redactor:
             return value
         if isinstance(value, Mapping):
             return {
-                k: (MASK if isinstance(k, str) and self._keys.search(k) else self._clean(v, depth + 1))
+                k: (
+                    MASK
+                    if isinstance(k, str) and self._keys.search(k)
+                    else self._clean(v, depth + 1)
+                )
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
@@ -86,7 +83,9 @@ class Redactor:
             return value
         return self._clean(repr(value), depth + 1)
 
-    def __call__(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         return {
             k: (MASK if self._keys.search(k) and k != "event" else self._clean(v))
             for k, v in event_dict.items()
@@ -111,7 +110,9 @@ class SinkFanout:
                     sink.write(event_dict)
                 except Exception as exc:
                     self.sinks.remove(sink)
-                    logging.getLogger("harness_kernel").error("log sink %r failed and was removed: %s", sink, exc)
+                    logging.getLogger("harness_kernel").error(
+                        "log sink %r failed and was removed: %s", sink, exc
+                    )
         raise structlog.DropEvent
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Final, final
 
 import attrs
 
@@ -28,6 +28,7 @@ __all__ = [
     "MASK",
     "MIN_SECRET_LENGTH",
     "SENSITIVE_NAME",
+    "SecretValues",
     "is_sensitive_name",
     "mask_key_shapes",
     "mask_tree",
@@ -72,16 +73,46 @@ def sensitive_names(extra: Iterable[str] = ()) -> re.Pattern[str]:
     return re.compile(f"{SENSITIVE_NAME.pattern}|{words}", re.IGNORECASE)
 
 
+@final
+class SecretValues:
+    """A fixed set of secret values, ordered once for masking many strings.
+
+    ``mask_values`` and ``mask_tree`` build one per call; a holder that masks often
+    (the log redactor) keeps one and rebuilds it when its values change.
+    """
+
+    __slots__ = ("ordered",)
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        kept = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
+        # Longest first, so a secret that contains another is masked whole.
+        self.ordered: tuple[str, ...] = tuple(sorted(kept, key=lambda v: (-len(v), v)))
+
+    def mask(self, text: str) -> str:
+        """``text`` with every occurrence of each value replaced by ``MASK``."""
+        for value in self.ordered:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+    def mask_tree(self, value: object) -> object:
+        """See ``mask_tree``."""
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, Mapping):
+            return {key: self.mask_tree(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.mask_tree(item) for item in value]
+        return value
+
+
 def mask_values(text: str, values: Iterable[str]) -> str:
     """``text`` with every occurrence of each of ``values`` replaced by ``MASK``.
 
     Longer values are masked first, so a secret that contains another is hidden whole.
     Values shorter than ``MIN_SECRET_LENGTH`` (and non-strings) are ignored.
     """
-    for value in _longest_first(values):
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+    return SecretValues(values).mask(text)
 
 
 def mask_key_shapes(text: str) -> str:
@@ -91,24 +122,9 @@ def mask_key_shapes(text: str) -> str:
 
 def mask_tree(value: object, values: Iterable[str]) -> object:
     """A copy of ``value`` (nested dicts, lists, tuples, strings) with ``values`` masked
-    in every string; mapping keys and other objects are kept as they are. Lists and
-    tuples come back as lists, mappings as dicts."""
-    return _mask_tree(value, _longest_first(values))
-
-
-def _mask_tree(value: object, ordered: tuple[str, ...]) -> object:
-    if isinstance(value, str):
-        return mask_values(value, ordered)
-    if isinstance(value, Mapping):
-        return {key: _mask_tree(item, ordered) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask_tree(item, ordered) for item in value]
-    return value
-
-
-def _longest_first(values: Iterable[str]) -> tuple[str, ...]:
-    kept = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
-    return tuple(sorted(kept, key=lambda v: (-len(v), v)))
+    in every string as ``mask_values`` does; mapping keys and other objects are kept as
+    they are. Lists and tuples come back as lists, mappings as dicts."""
+    return SecretValues(values).mask_tree(value)
 
 
 def secret_header_values(headers: Mapping[str, str]) -> list[str]:
