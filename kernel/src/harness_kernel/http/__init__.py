@@ -9,7 +9,8 @@ OpenAI-compatible and Anthropic plugins are built on it; third-party providers m
 
 from __future__ import annotations
 
-from ._provider import HttpProvider
+from .._secrets import secret_header_values
+from ._provider import HttpProvider, StreamDecoder
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import (
     ErrorDetail,
@@ -23,7 +24,6 @@ from ._transport import (
     positive,
     retry_after_from,
     scrub,
-    secret_header_values,
 )
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "SSEDecoder",
     "SSETransport",
     "ServerSentEvent",
+    "StreamDecoder",
     "api_key_from_env",
     "detail_from_object",
     "error_for",

@@ -34,6 +34,7 @@ import attrs
 import httpx
 import trio
 
+from .._secrets import mask_key_shapes, mask_values
 from ..errors import (
     AuthenticationFailed,
     BadRequest,
@@ -51,7 +52,6 @@ __all__ = [
     "http_url",
     "namespace_name",
     "positive",
-    "secret_header_values",
     "SSETransport",
     "error_for",
     "parse_error_body",
@@ -61,14 +61,6 @@ __all__ = [
 
 ERROR_BODY_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 500
-MASK = "[redacted]"
-
-# Strings shaped like API keys, or like a key an API masked for display
-# ("sk-abc...", "4f9bb533****cc24"): never repeated in an error message.
-# The lookbehind anchors a match at the start of a token: linear time on long input.
-_KEY_SHAPES = re.compile(
-    r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{12,}|(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]*\*{4,}[A-Za-z0-9_\-]*"
-)
 _CONTEXT_CODES = {"context_length_exceeded", "context_window_exceeded", "string_above_max_length"}
 _CONTEXT_TEXT = re.compile(
     r"context[ _]length|context window|maximum context|prompt is too long|too many tokens"
@@ -86,12 +78,11 @@ _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` without the given secrets and without key-shaped strings, cut to a sane length."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, MASK)
+    text = mask_values(text, secrets)
     cut = len(text) > MESSAGE_LIMIT
     # Past the limit plus a margin nothing is shown; a key shape straddling the limit
     # still lies whole inside the margin and is masked before the final cut.
-    text = _KEY_SHAPES.sub(MASK, text[: MESSAGE_LIMIT + 200])
+    text = mask_key_shapes(text[: MESSAGE_LIMIT + 200])
     if cut or len(text) > MESSAGE_LIMIT:
         text = text[: MESSAGE_LIMIT - 3] + "..."
     return text
@@ -113,24 +104,6 @@ def positive(_instance: Any, attribute: attrs.Attribute[Any], value: float | Non
     """attrs validator: ``None`` or a positive number."""
     if value is not None and value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
-
-
-_SENSITIVE_HEADER = re.compile(r"authorization|api[-_]?key|token|secret|cookie|password", re.IGNORECASE)
-
-
-def secret_header_values(headers: Mapping[str, str]) -> list[str]:
-    """Values of headers whose names say they carry credentials (``api-key``, ``Authorization``).
-
-    For an ``Authorization`` value such as ``Bearer xyz`` the token alone is listed too.
-    """
-    values: list[str] = []
-    for name, value in headers.items():
-        if _SENSITIVE_HEADER.search(name) and value:
-            values.append(value)
-            scheme, _, token = value.partition(" ")
-            if token and scheme.isalpha():
-                values.append(token.strip())
-    return values
 
 
 def api_key_from_env(
@@ -318,7 +291,10 @@ class SSETransport:
     """A pooled HTTP client that posts JSON and streams server-sent events back.
 
     ``provider`` names the provider in error messages; ``secrets`` are scrubbed from
-    them. Timeouts are seconds (``None``: no limit). Call ``aclose`` once at the end.
+    them. Timeouts are seconds (``None``: no limit). ``transport`` is handed to the
+    ``httpx.AsyncClient``: pass ``httpx.MockTransport(handler)`` to serve requests from
+    a function in tests (``max_connections`` then has no effect). Call ``aclose`` once
+    at the end.
     """
 
     def __init__(
@@ -333,6 +309,7 @@ class SSETransport:
         max_response_bytes: int,
         max_connections: int,
         secrets: Iterable[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.provider = provider
         self.timeout = timeout
@@ -348,6 +325,7 @@ class SSETransport:
                 max_connections=max_connections, max_keepalive_connections=min(100, max_connections)
             ),
             follow_redirects=False,
+            transport=transport,
         )
 
     async def aclose(self) -> None:

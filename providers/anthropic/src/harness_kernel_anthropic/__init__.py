@@ -9,14 +9,12 @@ in-stream errors to the kernel's ``ProviderError`` classes. See
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import aclosing
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from harness_kernel import ModelRequest, hookimpl
-from harness_kernel.contracts import ModelEvent
 from harness_kernel.hookspecs import Register
 from harness_kernel.http import (
     HttpProvider,
@@ -25,7 +23,7 @@ from harness_kernel.http import (
     positive,
 )
 
-from ._messages import MessagesStream, messages_body, messages_of
+from ._messages import RESERVED, MessagesStream, messages_body, messages_of
 
 __all__ = ["API_VERSION", "DEFAULT_BASE_URL", "AnthropicOptions", "AnthropicProvider", "messages_of"]
 __version__ = "0.1.0"
@@ -74,6 +72,8 @@ class AnthropicProvider(HttpProvider):
     default_base_url = DEFAULT_BASE_URL
     key_env = "ANTHROPIC_API_KEY"
     user_agent = f"harness-kernel-anthropic/{__version__}"
+    path = "v1/messages"
+    reserved_settings = RESERVED
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": self.options.version}
@@ -83,15 +83,17 @@ class AnthropicProvider(HttpProvider):
             headers["anthropic-beta"] = ",".join(self.options.beta)
         return headers
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        body = messages_body(request, self.settings_for(request), max_tokens=self.options.max_tokens)
-        events = MessagesStream(self.transport)
-        async with aclosing(self.transport.events("v1/messages", body)) as sse_events:
-            async for sse in sse_events:
-                for event in events.feed(sse):
-                    yield event
-        for event in events.end():
-            yield event
+    def settings_for(self, request: ModelRequest) -> dict[str, Any]:
+        settings = super().settings_for(request)
+        if settings.get("max_tokens") is None:
+            settings["max_tokens"] = self.options.max_tokens  # the API requires one
+        return settings
+
+    def build_body(self, request: ModelRequest) -> dict[str, Any]:
+        return messages_body(request)
+
+    def new_decoder(self) -> MessagesStream:
+        return MessagesStream(self.transport)
 
 
 @hookimpl

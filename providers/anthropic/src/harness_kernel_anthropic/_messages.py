@@ -21,7 +21,6 @@ from harness_kernel import (
     Usage,
 )
 from harness_kernel.contracts import ModelEvent
-from harness_kernel.errors import BadRequest
 from harness_kernel.http import ServerSentEvent, SSETransport, detail_from_object
 
 __all__ = ["MessagesStream", "messages_body", "messages_of"]
@@ -78,31 +77,21 @@ def messages_of(request: ModelRequest) -> tuple[str, list[dict[str, Any]]]:
     return "\n\n".join(system), turns
 
 
-def messages_body(request: ModelRequest, settings: Mapping[str, Any], *, max_tokens: int) -> dict[str, Any]:
-    """The JSON body of a streaming ``POST /v1/messages``.
+def messages_body(request: ModelRequest) -> dict[str, Any]:
+    """The JSON body of a streaming ``POST /v1/messages``, before settings.
 
-    ``max_tokens`` is required by the API: the request's setting, else the option's.
-    Other settings are copied under their API names (``temperature``, ``top_p``,
-    ``top_k``, ``stop_sequences``, ``metadata``, ``tool_choice``, ``thinking``, ...);
-    ``None`` removes a default.
+    ``HttpProvider.request_body`` lays the model settings over it (``max_tokens``,
+    ``temperature``, ``top_p``, ``top_k``, ``stop_sequences``, ``metadata``,
+    ``tool_choice``, ``thinking``, ...) under their API names.
     """
     system, turns = messages_of(request)
-    body: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens, "messages": turns, "stream": True}
+    body: dict[str, Any] = {"model": request.model, "messages": turns, "stream": True}
     if system:
         body["system"] = system
     if request.tools:
         body["tools"] = [
             {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)} for t in request.tools
         ]
-    for key, value in settings.items():
-        if key in RESERVED:
-            raise BadRequest(f"model setting '{key}' cannot be set: the provider writes it")
-        if value is None:
-            body.pop(key, None)
-        else:
-            body[key] = value
-    if "max_tokens" not in body:
-        body["max_tokens"] = max_tokens
     return body
 
 

@@ -9,14 +9,12 @@ finish reasons and usage; maps HTTP and in-stream errors to the kernel's
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import aclosing
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from harness_kernel import ModelRequest, hookimpl
-from harness_kernel.contracts import ModelEvent
 from harness_kernel.hookspecs import Register
 from harness_kernel.http import (
     HttpProvider,
@@ -25,7 +23,7 @@ from harness_kernel.http import (
     positive,
 )
 
-from ._chat import ChatStream, chat_body, chat_messages
+from ._chat import RESERVED, ChatStream, chat_body, chat_messages
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIOptions", "OpenAIProvider", "chat_messages"]
 __version__ = "0.1.0"
@@ -75,6 +73,8 @@ class OpenAIProvider(HttpProvider):
     default_base_url = DEFAULT_BASE_URL
     key_env = "OPENAI_API_KEY"
     user_agent = f"harness-kernel-openai/{__version__}"
+    path = "chat/completions"
+    reserved_settings = RESERVED
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -84,15 +84,11 @@ class OpenAIProvider(HttpProvider):
             headers["openai-project"] = self.options.project
         return headers
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        body = chat_body(request, self.settings_for(request), include_usage=self.options.include_usage)
-        chunks = ChatStream(self.transport)
-        async with aclosing(self.transport.events("chat/completions", body)) as events:
-            async for sse in events:
-                for event in chunks.feed(sse):
-                    yield event
-        for event in chunks.end():
-            yield event
+    def build_body(self, request: ModelRequest) -> dict[str, Any]:
+        return chat_body(request, include_usage=self.options.include_usage)
+
+    def new_decoder(self) -> ChatStream:
+        return ChatStream(self.transport)
 
 
 @hookimpl

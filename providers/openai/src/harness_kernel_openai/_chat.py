@@ -18,7 +18,6 @@ from harness_kernel import (
     Usage,
 )
 from harness_kernel.contracts import ModelEvent
-from harness_kernel.errors import BadRequest
 from harness_kernel.http import ServerSentEvent, SSETransport, detail_from_object
 
 __all__ = ["ChatStream", "chat_body", "chat_messages"]
@@ -62,11 +61,10 @@ def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
     return messages
 
 
-def chat_body(request: ModelRequest, settings: Mapping[str, Any], *, include_usage: bool) -> dict[str, Any]:
-    """The JSON body of a streaming ``POST /chat/completions``.
+def chat_body(request: ModelRequest, *, include_usage: bool) -> dict[str, Any]:
+    """The JSON body of a streaming ``POST /chat/completions``, before settings.
 
-    ``settings`` (merged provider defaults, per-model settings and the request's own) are
-    copied into the body under their API names; a ``None`` value removes a default.
+    ``HttpProvider.request_body`` lays the model settings over it under their API names.
     """
     body: dict[str, Any] = {"model": request.model, "messages": chat_messages(request), "stream": True}
     if include_usage:
@@ -79,13 +77,6 @@ def chat_body(request: ModelRequest, settings: Mapping[str, Any], *, include_usa
             }
             for t in request.tools
         ]
-    for key, value in settings.items():
-        if key in RESERVED:
-            raise BadRequest(f"model setting '{key}' cannot be set: the provider writes it")
-        if value is None:
-            body.pop(key, None)
-        else:
-            body[key] = value
     return body
 
 
