@@ -1,10 +1,14 @@
-"""HTTP plumbing for provider plugins: a WHATWG SSE decoder and a streaming transport.
+"""HTTP plumbing for provider plugins: a base provider, a streaming transport, an SSE decoder.
 
-``SSETransport`` does what every streaming HTTP provider needs: one httpx client per
-provider, trio deadlines, a cap on response size, the response closed at once when the
-consumer stops or is cancelled, HTTP errors mapped to the kernel's ``ProviderError``
-tree (with ``Retry-After`` parsed), and API keys scrubbed from every message. The
-OpenAI-compatible and Anthropic plugins are built on it; third-party providers may be.
+``HttpProvider`` is a provider minus its wire mapping: a subclass writes
+``build_body`` and ``new_decoder`` (a sans-IO ``StreamDecoder``), the base owns the
+key, the headers, the settings merge and ``stream``. ``SSETransport`` does what every
+streaming HTTP provider needs: one httpx client per provider (or the ``httpx``
+transport given, such as ``httpx.MockTransport`` in tests), trio deadlines, a cap on
+response size, the response closed at once when the consumer stops or is cancelled,
+HTTP errors mapped to the kernel's ``ProviderError`` tree (with ``Retry-After``
+parsed), and API keys scrubbed from every message. The OpenAI-compatible and
+Anthropic plugins are built on them; third-party providers may be.
 """
 
 from __future__ import annotations
