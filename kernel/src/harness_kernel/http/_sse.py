@@ -127,7 +127,9 @@ class SSEDecoder:
         if not self._data:
             self._event = ""
             return None
-        event = ServerSentEvent(self._event or "message", "\n".join(self._data), self._last_id, self._retry)
+        event = ServerSentEvent(
+            self._event or "message", "\n".join(self._data), self._last_id, self._retry
+        )
         self._event = ""
         self._data = []
         return event

@@ -67,10 +67,27 @@ _CONTEXT_TEXT = re.compile(
     r"|input tokens exceed|reduce the length of the messages|exceeds the model's maximum",
     re.IGNORECASE,
 )
-_RATE_TYPES = {"rate_limit_error", "rate_limit_exceeded", "tokens", "requests", "insufficient_quota"}
+_RATE_TYPES = {
+    "rate_limit_error",
+    "rate_limit_exceeded",
+    "tokens",
+    "requests",
+    "insufficient_quota",
+}
 _AUTH_TYPES = {"authentication_error", "permission_error", "invalid_api_key", "unauthorized"}
-_REQUEST_TYPES = {"invalid_request_error", "not_found_error", "request_too_large", "invalid_request"}
-_SERVER_TYPES = {"overloaded_error", "api_error", "server_error", "timeout_error", "service_unavailable"}
+_REQUEST_TYPES = {
+    "invalid_request_error",
+    "not_found_error",
+    "request_too_large",
+    "invalid_request",
+}
+_SERVER_TYPES = {
+    "overloaded_error",
+    "api_error",
+    "server_error",
+    "timeout_error",
+    "service_unavailable",
+}
 _HINT = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|h|m|s)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -107,7 +124,12 @@ def positive(_instance: Any, attribute: attrs.Attribute[Any], value: float | Non
 
 
 def api_key_from_env(
-    api_key: str | None, api_key_env: str | None, *, base_url: str, default_base_url: str, default_env: str
+    api_key: str | None,
+    api_key_env: str | None,
+    *,
+    base_url: str,
+    default_base_url: str,
+    default_env: str,
 ) -> str | None:
     """The key to use: ``api_key``; else the variable ``api_key_env`` names; else
     ``default_env``, but only for the provider's own ``default_base_url`` (an official
@@ -193,7 +215,9 @@ def _timestamp(value: str, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
-def retry_after_from(headers: Mapping[str, str], message: str = "", *, now: float | None = None) -> float | None:
+def retry_after_from(
+    headers: Mapping[str, str], message: str = "", *, now: float | None = None
+) -> float | None:
     """Seconds to wait, from the headers of a refused request (and the message as a last hint).
 
     Reads ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date), then the
@@ -230,7 +254,9 @@ def retry_after_from(headers: Mapping[str, str], message: str = "", *, now: floa
         else:
             continue
         if seconds is not None:
-            (exhausted if remaining is not None and remaining.strip() == "0" else others).append(seconds)
+            (exhausted if remaining is not None and remaining.strip() == "0" else others).append(
+                seconds
+            )
     if exhausted or others:
         return max(exhausted or others)
     hint = _HINT.search(message)
@@ -266,7 +292,8 @@ def error_for(
 
     error: ProviderError
     if kinds & _CONTEXT_CODES or (
-        (effective in (400, 413, 422) or kinds & _REQUEST_TYPES) and _CONTEXT_TEXT.search(detail.message)
+        (effective in (400, 413, 422) or kinds & _REQUEST_TYPES)
+        and _CONTEXT_TEXT.search(detail.message)
     ):
         error = ContextTooLong(text, status_code=effective)
     elif effective == 429 or (effective is None and kinds & _RATE_TYPES):
@@ -335,9 +362,17 @@ class SSETransport:
     def scrub(self, text: str) -> str:
         return scrub(text, self.secrets)
 
-    def error(self, detail: ErrorDetail, *, status: int | None = None, headers: Mapping[str, str] | None = None) -> ProviderError:
+    def error(
+        self,
+        detail: ErrorDetail,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ProviderError:
         """``error_for`` with this transport's provider name and secrets."""
-        return error_for(self.provider, detail, status=status, headers=headers, secrets=self.secrets)
+        return error_for(
+            self.provider, detail, status=status, headers=headers, secrets=self.secrets
+        )
 
     def malformed(self, what: str) -> MalformedResponse:
         return MalformedResponse(f"{self.provider}: {self.scrub(what)}")
@@ -351,7 +386,9 @@ class SSETransport:
             return self._timed_out(f"{phase} (connect_timeout)", None)
         if isinstance(exc, httpx.DecodingError):
             return self.malformed(f"the response could not be decoded ({type(exc).__name__})")
-        return ProviderUnavailable(f"{self.provider}: connection failed {phase} ({type(exc).__name__})")
+        return ProviderUnavailable(
+            f"{self.provider}: connection failed {phase} ({type(exc).__name__})"
+        )
 
     async def events(
         self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
@@ -430,7 +467,9 @@ class SSETransport:
             )
         raise self._timed_out("while streaming the response", self.timeout)
 
-    async def _read_rest(self, chunks: AsyncIterator[bytes], deadline: float, limit: int) -> tuple[bytes, bool]:
+    async def _read_rest(
+        self, chunks: AsyncIterator[bytes], deadline: float, limit: int
+    ) -> tuple[bytes, bool]:
         """Up to ``limit`` bytes of the rest of the body, and whether the body ended."""
         parts: list[bytes] = []
         size = 0
