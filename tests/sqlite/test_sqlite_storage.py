@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -180,3 +181,36 @@ async def test_a_large_read_leaves_the_garbage_collector_as_it_was() -> None:
     finally:
         gc.enable()
     await storage.aclose()
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_sessions(tmp_path: Path) -> None:
+    """A file written before incarnations (schema 1) opens: its sessions read as before,
+    appends without an incarnation still work, and new sessions check theirs."""
+    from harness_kernel_sqlite._schema import MIGRATIONS
+
+    from harness_kernel.codec import encode_record
+    from harness_kernel.errors import IncarnationMismatch
+
+    path = str(tmp_path / "s.db")
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    old = SessionRecord("old", "agent", {}, 1.0, 1.0)
+    conn.execute(
+        "INSERT INTO sessions (id, agent, created_at, labels, revision, head_seq, record) VALUES (?, ?, ?, ?, ?, 0, ?)",
+        ("old", "agent", 1.0, "{}", 0, json.dumps(encode_record(old))),
+    )
+    conn.commit()
+    conn.close()
+    storage = SqliteStorage(path)
+    assert await storage.load("old") == old
+    await storage.append("old", [message_event(1, "hi")], 0, incarnation="anything")
+    await storage.create(SessionRecord("new", "agent", {}, 2.0, 2.0, incarnation="i1"))
+    with pytest.raises(IncarnationMismatch):
+        await storage.append("new", [message_event(1, "x")], 0, incarnation="i0")
+    await storage.aclose()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    conn.close()

@@ -13,7 +13,7 @@ import trio
 from ._records import Event, SessionRecord
 from .contracts import LogSink, Page, SessionFilter, SessionStorage, StorageCapabilities
 from .errors import Conflict, SessionExists, SessionNotFound
-from .storage import check_batch, decode_cursor, encode_cursor, list_order_key
+from .storage import check_batch, check_incarnation, decode_cursor, encode_cursor, list_order_key
 
 __all__ = ["MemoryLogSink", "MemoryStorage"]
 
@@ -54,16 +54,20 @@ class MemoryStorage(SessionStorage):
         if record.revision != expected_revision + 1:
             raise ValueError("record.revision must be expected_revision + 1")
         entry = self._entry(record.id)
+        check_incarnation(record.id, entry.record.incarnation, record.incarnation)
         if entry.record.revision != expected_revision:
             raise Conflict(
                 f"session '{record.id}' is at revision {entry.record.revision}, not {expected_revision}"
             )
         entry.record = record
 
-    async def append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    async def append(
+        self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
+    ) -> None:
         await trio.lowlevel.checkpoint()
         check_batch(events, expected_seq)
         entry = self._entry(session_id)
+        check_incarnation(session_id, entry.record.incarnation, incarnation)
         last = entry.events[-1].seq if entry.events else 0
         if last != expected_seq:
             raise Conflict(f"session '{session_id}' is at seq {last}, not {expected_seq}")

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, TypeAlias
 import attrs
 
 __all__ = [
+    "AbortRequested",
     "ApprovalRequested",
     "ApprovalResolved",
     "ErrorInfo",
@@ -22,6 +23,7 @@ __all__ = [
     "GrantsChanged",
     "InputKind",
     "InputQueued",
+    "Lease",
     "Message",
     "MessageAdded",
     "ModeChanged",
@@ -165,6 +167,21 @@ class ErrorInfo:
 
 
 @attrs.frozen
+class Lease:
+    """Who runs a session now: ``owner`` (a store instance), its ``host`` and ``pid``,
+    until ``expires_at`` (epoch seconds) unless renewed. Written with compare-and-swap on
+    the record, so at most one live lease exists."""
+
+    owner: str
+    host: str
+    pid: int
+    expires_at: float
+
+    def live(self, now: float) -> bool:
+        return self.expires_at > now
+
+
+@attrs.frozen
 class SessionRecord:
     """Snapshot of a session's folded log plus the fields listing filters on.
 
@@ -184,6 +201,12 @@ class SessionRecord:
     status: SessionStatus = "idle"
     last_seq: int = 0
     revision: int = 0
+    incarnation: str = ""
+    """Random id given by ``create``: a session deleted and created again is a new
+    incarnation, and appends name the one they continue. ``""``: written before
+    incarnations existed (never checked)."""
+    lease: Lease | None = None
+    """The store running the session, while a run lives (see ``Lease``)."""
     snapshot: Mapping[str, Any] | None = None
     """The folded state a loaded session needs (see ``SessionRecord`` above), as JSON-ready
     data the kernel reads back; ``None`` (or a snapshot that does not decode) makes the
@@ -375,6 +398,16 @@ class UsageRecorded:
 
 
 @attrs.frozen
+class AbortRequested:
+    """Another process asked the owner to abort run ``run_id`` (a control event: the
+    owner applies it within its poll interval)."""
+
+    type: ClassVar[str] = "control.abort"
+    run_id: str
+    by: str = ""
+
+
+@attrs.frozen
 class UnknownPayload:
     """An event whose type this version does not know (newer writer, or a plugin's)."""
 
@@ -398,6 +431,7 @@ EventPayload: TypeAlias = (
     | ModelChanged
     | StateChanged
     | UsageRecorded
+    | AbortRequested
     | UnknownPayload
 )
 
@@ -419,6 +453,7 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
         ModelChanged,
         StateChanged,
         UsageRecorded,
+        AbortRequested,
     )
 }
 

@@ -216,7 +216,9 @@ class SessionStorage(ABC):
         """
 
     @abstractmethod
-    async def append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    async def append(
+        self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
+    ) -> None:
         """Append ``events`` if the log's last sequence number equals ``expected_seq``.
 
         The events must be numbered ``expected_seq + 1``, ``expected_seq + 2``, ...
@@ -224,6 +226,12 @@ class SessionStorage(ABC):
         ``Conflict`` when another writer moved the log ahead (nothing is written: a second
         writer never forks the log) and ``SessionNotFound`` when the session does not
         exist. When it returns, the events are as durable as the backend promises.
+
+        With ``incarnation`` (the ``SessionRecord.incarnation`` the writer loaded), the
+        check and the write are one atomic step: a session whose stored record has another
+        non-empty incarnation (deleted and created again) raises ``IncarnationMismatch``
+        and nothing is written. ``harness_kernel.storage.check_incarnation`` does the
+        comparison.
         """
 
     @abstractmethod

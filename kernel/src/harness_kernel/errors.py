@@ -11,6 +11,8 @@
     ├── SessionNotFound               no such session in storage
     ├── SessionExists                 create() of an id that is taken
     ├── SessionConflict               another writer moved the session ahead (run failed)
+    ├── SessionReplaced               the session was deleted (and maybe created again)
+    ├── OwnerTimeout                  another process runs the session and did not answer
     ├── StateValidationError          update_state() with values the state class refuses
     ├── UnknownMode / UnknownModel    switch_mode() / set_model() with a bad name
     ├── InvalidArgument               a call with a value it cannot take (also ValueError)
@@ -26,6 +28,7 @@
     │   └── PluginLoadError           an entry point failed to import (strict mode)
     ├── StorageError                  a storage backend failed
     │   └── Conflict                  compare-and-swap lost: expected_seq / revision stale
+    │       └── IncarnationMismatch   an append names an incarnation the session no longer has
     ├── SandboxError                  a sandbox refused or failed an operation
     │   ├── SandboxUnavailable        the sandbox does not offer that operation (noop)
     │   └── SandboxPathError          a path that escapes the work directory
@@ -62,12 +65,14 @@ __all__ = [
     "ContextProviderFailed",
     "ContextTooLong",
     "HarnessError",
+    "IncarnationMismatch",
     "InvalidArgument",
     "InvalidSessionId",
     "MalformedResponse",
     "MaxStepsExceeded",
     "NotFound",
     "NotPending",
+    "OwnerTimeout",
     "PluginError",
     "PluginLoadError",
     "ProviderError",
@@ -82,6 +87,7 @@ __all__ = [
     "SessionConflict",
     "SessionExists",
     "SessionNotFound",
+    "SessionReplaced",
     "StateValidationError",
     "StorageError",
     "StoreClosed",
@@ -164,6 +170,21 @@ class SessionConflict(HarnessError):
     """
 
     code = "session.conflict"
+
+
+class SessionReplaced(HarnessError):
+    """The session this handle loaded was deleted, and maybe created again, by another
+    store: its old history is dropped and never reaches a model or the new session. Get
+    the session again from the store to continue with the new one."""
+
+    code = "session.replaced"
+
+
+class OwnerTimeout(HarnessError, TimeoutError):
+    """Another process owns (is running) the session and did not act on this request in
+    time; the request stays in the log and the owner may still apply it."""
+
+    code = "session.owner_timeout"
 
 
 class StateValidationError(HarnessError, ValueError):
@@ -272,6 +293,13 @@ class Conflict(StorageError):
     """
 
     code = "storage.conflict"
+
+
+class IncarnationMismatch(Conflict):
+    """Raised by ``SessionStorage.append`` when the stored session is another incarnation
+    than the one the writer names (it was deleted and created again): nothing is written."""
+
+    code = "storage.incarnation_mismatch"
 
 
 class SandboxError(HarnessError):

@@ -31,10 +31,12 @@ from ._records import Event, SessionRecord
 from ._runtime import validate_session_id
 from .codec import dumps
 from .contracts import SessionFilter
+from .errors import IncarnationMismatch
 
 __all__ = [
     "GC_PAUSE_EVENTS",
     "check_batch",
+    "check_incarnation",
     "decode_cursor",
     "decode_id",
     "encode_cursor",
@@ -57,6 +59,16 @@ def check_batch(events: Sequence[Event], expected_seq: int) -> None:
             raise ValueError(
                 f"events must be numbered from expected_seq + 1 = {expected_seq + 1}, contiguously"
             )
+
+
+def check_incarnation(session_id: str, stored: str, expected: str | None) -> None:
+    """Raise ``IncarnationMismatch`` if an append naming ``expected`` would land in the
+    stored incarnation ``stored`` of another session of the same id. Either side empty
+    (a writer or a record from before incarnations) is not checked."""
+    if expected and stored and stored != expected:
+        raise IncarnationMismatch(
+            f"session '{session_id}' was deleted and created again (incarnation {stored}, not {expected})"
+        )
 
 
 def encode_id(session_id: str) -> str:

@@ -11,6 +11,7 @@ import attrs
 import trio
 
 from .._records import (
+    AbortRequested,
     ApprovalRequested,
     ApprovalResolved,
     ErrorInfo,
@@ -18,6 +19,7 @@ from .._records import (
     EventPayload,
     GrantsChanged,
     InputQueued,
+    Lease,
     Message,
     MessageAdded,
     ModeChanged,
@@ -38,7 +40,7 @@ from .._records import (
     UsageRecorded,
 )
 from ..contracts import SessionFilter, SessionStorage
-from ..errors import Conflict, SessionExists, SessionNotFound
+from ..errors import Conflict, IncarnationMismatch, SessionExists, SessionNotFound
 from ._report import Checks
 
 __all__ = ["StorageFactory", "check_storage", "run_storage_state_machine", "sample_events"]
@@ -75,6 +77,7 @@ def sample_events(start: int = 1) -> list[Event]:
         ModelChanged(None, "scripted/other"),
         StateChanged({"count": 3, "tags": ["a"]}, ("count",)),
         RunFinished("completed", Usage(10, 5), ErrorInfo("x.y", "message"), 12.5, 2),
+        AbortRequested("run_1", "store-b"),
         UnknownPayload("plugin.custom", {"any": {"nested": [1, 2]}}),
     ]
     return [Event(start + i, p, at=1000.0 + i, run_id="run_1" if i % 2 else None) for i, p in enumerate(payloads)]
@@ -179,6 +182,32 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
                 nursery.start_soon(contender, f"writer {i}")
         checks.equal(sorted(outcomes), ["conflict"] * 4 + ["won"], "outcomes of 5 racing appends")
         checks.equal(len(await storage.read(sid("race"))), 1, "events after the race")
+
+    async with checks.case("an_append_naming_an_old_incarnation_is_refused_and_writes_nothing"):
+        old = _record(sid("inc"), tag, incarnation="inc-old")
+        await storage.create(old)
+        await storage.append(old.id, sample_events()[:2], expected_seq=0, incarnation="inc-old")
+        await storage.delete(old.id)
+        await storage.create(_record(sid("inc"), tag, incarnation="inc-new"))
+        # The same expected_seq as the new log's: only the incarnation tells them apart.
+        rival = [Event(1, MessageAdded(Message.user("from the old session")), 5.0)]
+        await checks.raises(IncarnationMismatch, storage.append(old.id, rival, expected_seq=0, incarnation="inc-old"))
+        checks.equal(await storage.read(old.id), [], "new log after a refused append")
+        await storage.append(old.id, rival, expected_seq=0, incarnation="inc-new")
+        stale = attrs.evolve(old, revision=1, mode="stale")
+        await checks.raises(IncarnationMismatch, storage.save(stale, expected_revision=0))
+        loaded = await storage.load(old.id)
+        checks.equal(loaded.incarnation if loaded else None, "inc-new", "incarnation after a refused save")
+
+    async with checks.case("the_lease_and_snapshot_round_trip"):
+        record = _record(sid("lease"), tag, incarnation="inc-1")
+        await storage.create(record)
+        leased = attrs.evolve(
+            record, revision=1, lease=Lease("store-a", "host-a", 4242, 12345.5),
+            snapshot={"version": 1, "nested": {"list": [1, "two", None]}},
+        )
+        await storage.save(leased, expected_revision=0)
+        checks.equal(await storage.load(record.id), leased, "record with a lease")
 
     async with checks.case("save_is_compare_and_swap_on_revision"):
         record = _record(sid("save"), tag)

@@ -44,7 +44,7 @@ from harness_kernel.codec import (
 )
 from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
-from harness_kernel.storage import check_batch, gc_paused, json_bytes
+from harness_kernel.storage import check_batch, check_incarnation, gc_paused, json_bytes
 
 from ._names import (
     encode_id,
@@ -262,6 +262,7 @@ class FileStorage(SessionStorage):
             stored = self._read_record(directory) if directory else None
             if directory is None or stored is None:
                 raise SessionNotFound(f"session '{record.id}' not found")
+            check_incarnation(record.id, stored.incarnation, record.incarnation)
             if stored.revision != expected_revision:
                 raise Conflict(
                     f"session '{record.id}' is at revision {stored.revision}, not {expected_revision}"
@@ -342,13 +343,16 @@ class FileStorage(SessionStorage):
             raise StorageError("the last line of the log is not a batch written by this storage")
         return int(match.group(2))
 
-    def _append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    def _append(self, session_id: str, events: Sequence[Event], expected_seq: int, incarnation: str | None) -> None:
         check_batch(events, expected_seq)
         line = b""
         if events:
             body = {"first": events[0].seq, "last": events[-1].seq, "events": [encode_event(e) for e in events]}
             line = json_bytes(body) + b"\n"
         with self._log(session_id, exclusive=True) as (enc, fd, end):
+            if incarnation:  # under the session's lock, so delete and create cannot interleave
+                stored = self._read_record(self._sessions / enc)
+                check_incarnation(session_id, stored.incarnation if stored else "", incarnation)
             last = self._last_seq_at(fd, end)
             if last != expected_seq:
                 raise Conflict(f"session '{session_id}' is at seq {last}, not {expected_seq}")
@@ -513,8 +517,10 @@ class FileStorage(SessionStorage):
     async def save(self, record: SessionRecord, expected_revision: int) -> None:
         await self._run(self._save, record, expected_revision)
 
-    async def append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        await self._run(self._append, session_id, list(events), expected_seq)
+    async def append(
+        self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
+    ) -> None:
+        await self._run(self._append, session_id, list(events), expected_seq, incarnation)
 
     async def read(self, session_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         return await self._run(self._read, session_id, after_seq, limit)

@@ -36,7 +36,7 @@ from harness_kernel.codec import (
 )
 from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
-from harness_kernel.storage import check_batch, json_bytes
+from harness_kernel.storage import check_batch, check_incarnation, json_bytes
 
 from ._client import S3Client, error_code, is_missing, is_precondition_failed
 from ._keys import encode_id, index_scopes, listing_scope, order_key, parse_order_key, seq_name
@@ -203,8 +203,9 @@ class S3Storage(SessionStorage):
                 return None
             raise _failed("get_object", exc) from exc
 
-    async def _generation(self, session_id: str, enc: str) -> str:
-        """The generation of an existing session (one HEAD); ``SessionNotFound`` otherwise."""
+    async def _generation(self, session_id: str, enc: str, incarnation: str | None = None) -> str:
+        """The generation of an existing session (one HEAD); ``SessionNotFound`` otherwise.
+        With ``incarnation``, ``IncarnationMismatch`` if the stored session is another one."""
         try:
             response = await self._s3.call("head_object", Key=self._record_key(enc))
         except (ClientError, BotoCoreError) as exc:
@@ -212,9 +213,11 @@ class S3Storage(SessionStorage):
                 self._heads.pop(session_id, None)
                 raise SessionNotFound(f"session '{session_id}' not found") from None
             raise _failed("head_object", exc) from exc
-        generation = response.get("Metadata", {}).get("generation")
+        metadata = response.get("Metadata", {})
+        generation = metadata.get("generation")
         if not generation:
             raise StorageError(f"the record of session '{session_id}' has no generation")
+        check_incarnation(session_id, metadata.get("incarnation", ""), incarnation)
         return str(generation)
 
     def _head(self, session_id: str, generation: str) -> _Head | None:
@@ -317,7 +320,7 @@ class S3Storage(SessionStorage):
         try:
             await self._s3.call(
                 "put_object", Key=self._record_key(enc), Body=body, IfNoneMatch="*",
-                Metadata={"generation": generation}, ContentType="application/json",
+                Metadata={"generation": generation, "incarnation": record.incarnation}, ContentType="application/json",
             )
         except (ClientError, BotoCoreError) as exc:
             if not is_precondition_failed(exc):
@@ -348,6 +351,7 @@ class S3Storage(SessionStorage):
             raise SessionNotFound(f"session '{record.id}' not found")
         document, etag = found
         stored = _record_of(document)
+        check_incarnation(record.id, stored.incarnation, record.incarnation)
         if stored.revision != expected_revision:
             raise Conflict(f"session '{record.id}' is at revision {stored.revision}, not {expected_revision}")
         old_entries, new_entries = self._index_keys(stored), self._index_keys(record)
@@ -358,7 +362,7 @@ class S3Storage(SessionStorage):
         try:
             await self._s3.call(
                 "put_object", Key=self._record_key(enc), Body=body, IfMatch=etag,
-                Metadata={"generation": generation}, ContentType="application/json",
+                Metadata={"generation": generation, "incarnation": record.incarnation}, ContentType="application/json",
             )
         except (ClientError, BotoCoreError) as exc:
             if is_precondition_failed(exc):
@@ -372,12 +376,16 @@ class S3Storage(SessionStorage):
         if old_entries - new_entries:
             await self._delete_keys(sorted(old_entries - new_entries))
 
-    async def append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    async def append(
+        self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
+    ) -> None:
         self._check_open()
         events = list(events)
         check_batch(events, expected_seq)
         enc = encode_id(session_id)
-        generation = await self._generation(session_id, enc)
+        # The incarnation is checked on the record's HEAD, just before the write: a delete
+        # and create in between is caught by the next save (the record's compare-and-swap).
+        generation = await self._generation(session_id, enc, incarnation)
         head = self._head(session_id, generation)
         if head is None or head.last_seq != expected_seq:
             # A known batch end beyond expected_seq already proves the log moved on.

@@ -49,6 +49,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
         ) WITHOUT ROWID
         """,
     ),
+    # 1 -> 2: each session's incarnation, so an append checks it in the same statement.
+    ("ALTER TABLE sessions ADD COLUMN incarnation TEXT NOT NULL DEFAULT ''",),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -68,7 +70,9 @@ def migrate(conn: sqlite3.Connection) -> int:
         for version in range(found, SCHEMA_VERSION):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
+        if found < SCHEMA_VERSION:
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -32,7 +32,7 @@ from harness_kernel.codec import (
 )
 from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
-from harness_kernel.storage import check_batch, gc_paused
+from harness_kernel.storage import check_batch, check_incarnation, gc_paused
 
 from ._schema import migrate
 
@@ -185,10 +185,10 @@ class SqliteStorage(SessionStorage):
         with _transaction(conn, write=True):
             try:
                 conn.execute(
-                    "INSERT INTO sessions (id, agent, created_at, labels, revision, head_seq, record)"
-                    " VALUES (?, ?, ?, ?, ?, 0, ?)",
+                    "INSERT INTO sessions (id, agent, created_at, labels, revision, head_seq, record, incarnation)"
+                    " VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
                     (record.id, _text(record.agent), record.created_at, _json(dict(record.labels)),
-                     record.revision, _json(encode_record(record))),
+                     record.revision, _json(encode_record(record)), _text(record.incarnation)),
                 )
             except sqlite3.IntegrityError:
                 raise SessionExists(f"session '{record.id}' already exists") from None
@@ -211,10 +211,11 @@ class SqliteStorage(SessionStorage):
         labels = _json(dict(record.labels))
         with _transaction(conn, write=True):
             row = conn.execute(
-                "SELECT revision, labels, created_at FROM sessions WHERE id = ?", (record.id,)
+                "SELECT revision, labels, created_at, incarnation FROM sessions WHERE id = ?", (record.id,)
             ).fetchone()
             if row is None:
                 raise SessionNotFound(f"session '{record.id}' not found")
+            check_incarnation(record.id, row[3], record.incarnation)
             if row[0] != expected_revision:
                 raise Conflict(f"session '{record.id}' is at revision {row[0]}, not {expected_revision}")
             conn.execute(
@@ -229,19 +230,24 @@ class SqliteStorage(SessionStorage):
                 )
 
     @staticmethod
-    def _append(conn: sqlite3.Connection, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
+    def _append(
+        conn: sqlite3.Connection, session_id: str, events: Sequence[Event], expected_seq: int, incarnation: str | None
+    ) -> None:
         validate_session_id(session_id)
         check_batch(events, expected_seq)
         rows = [(session_id, e.seq, _json(encode_event(e))) for e in events]
+        wanted = incarnation or ""
         with _transaction(conn, write=True):
             moved = conn.execute(
-                "UPDATE sessions SET head_seq = ? WHERE id = ? AND head_seq = ?",
-                (expected_seq + len(events), session_id, expected_seq),
+                "UPDATE sessions SET head_seq = ? WHERE id = ? AND head_seq = ?"
+                " AND (? = '' OR incarnation = '' OR incarnation = ?)",
+                (expected_seq + len(events), session_id, expected_seq, wanted, wanted),
             ).rowcount
             if moved == 0:
-                row = conn.execute("SELECT head_seq FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                row = conn.execute("SELECT head_seq, incarnation FROM sessions WHERE id = ?", (session_id,)).fetchone()
                 if row is None:
                     raise SessionNotFound(f"session '{session_id}' not found")
+                check_incarnation(session_id, row[1], incarnation)
                 raise Conflict(f"session '{session_id}' is at seq {row[0]}, not {expected_seq}")
             conn.executemany("INSERT INTO events (session_id, seq, event) VALUES (?, ?, ?)", rows)
 
@@ -322,8 +328,10 @@ class SqliteStorage(SessionStorage):
     async def save(self, record: SessionRecord, expected_revision: int) -> None:
         await self._run(self._save, record, expected_revision)
 
-    async def append(self, session_id: str, events: Sequence[Event], expected_seq: int) -> None:
-        await self._run(self._append, session_id, list(events), expected_seq)
+    async def append(
+        self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
+    ) -> None:
+        await self._run(self._append, session_id, list(events), expected_seq, incarnation)
 
     async def read(self, session_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         rows = await self._run(self._read, session_id, after_seq, limit)
