@@ -186,10 +186,9 @@ async def test_a_large_read_leaves_the_garbage_collector_as_it_was() -> None:
 async def test_a_version_1_database_is_migrated_and_keeps_its_sessions(tmp_path: Path) -> None:
     """A file written before incarnations (schema 1) opens: its sessions read as before,
     appends without an incarnation still work, and new sessions check theirs."""
-    from harness_kernel_sqlite._schema import MIGRATIONS
-
     from harness_kernel.codec import encode_record
     from harness_kernel.errors import IncarnationMismatch
+    from harness_kernel_sqlite._schema import MIGRATIONS
 
     path = str(tmp_path / "s.db")
     conn = sqlite3.connect(path)
