@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Final, final
+from typing import Any, Final, final
 
 import attrs
 
@@ -95,7 +95,7 @@ class SecretValues:
                 text = text.replace(value, MASK)
         return text
 
-    def mask_tree(self, value: object) -> object:
+    def mask_tree(self, value: Any) -> Any:
         """See ``mask_tree``."""
         if isinstance(value, str):
             return self.mask(value)
@@ -120,7 +120,7 @@ def mask_key_shapes(text: str) -> str:
     return _KEY_SHAPES.sub(MASK, text)
 
 
-def mask_tree(value: object, values: Iterable[str]) -> object:
+def mask_tree(value: Any, values: Iterable[str]) -> Any:
     """A copy of ``value`` (nested dicts, lists, tuples, strings) with ``values`` masked
     in every string as ``mask_values`` does; mapping keys and other objects are kept as
     they are. Lists and tuples come back as lists, mappings as dicts."""
