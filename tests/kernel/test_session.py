@@ -25,6 +25,8 @@ AGENT = define_agent(
     modes=[Mode("build"), Mode("plan", tools=[], model="scripted/planner")],
     state=NotesState,
 )
+# The plan mode's model must be served for a store of AGENT to start.
+PLANNER = {"planner": lambda r: Reply(text="plan")}
 
 
 async def test_mode_model_state_and_usage_come_back_on_hydrate() -> None:
@@ -59,7 +61,7 @@ async def test_mode_model_state_and_usage_come_back_on_hydrate() -> None:
 
 async def test_update_state_validates_against_the_state_class() -> None:
     """Unknown fields and wrong types are refused, naming each; nothing changes."""
-    async with open_store(agent=AGENT) as store:
+    async with open_store(PLANNER, agent=AGENT) as store:
         session = await store.create("s1")
         with pytest.raises(StateValidationError) as info:
             await session.update_state(count="three", colour="red")
@@ -80,7 +82,7 @@ async def test_state_without_a_state_class_is_a_json_dict() -> None:
 
 async def test_unknown_modes_and_models_are_refused() -> None:
     """switch_mode and set_model reject names the agent and store do not know."""
-    async with open_store(agent=AGENT) as store:
+    async with open_store(PLANNER, agent=AGENT) as store:
         session = await store.create("s1")
         with pytest.raises(UnknownMode, match="no mode 'fly' \\(modes: build, plan\\)"):
             await session.switch_mode("fly")

@@ -1,8 +1,12 @@
-"""Component choices resolved once: providers, default model, storage, sandbox, sinks,
-retry, error policy and tools, from plugin names, option tables or ready instances.
+"""A store's components built from its choices: providers, default model, storage,
+sandbox, sinks, retry, error policy and tools.
 
-``build_components`` is the one place a store's components are validated and built;
-``create_session_store`` and the config path both go through it.
+``build_components`` is the one way in. It loads the store's own ``PluginRegistry``,
+has ``_choices.resolve_choices`` validate every argument (the same validation
+``load_config`` runs; choices it already resolved pass through), then instantiates from
+the validated choices. What only a built component can tell is checked here: the
+namespace each provider really serves, and that it serves every model ref the store
+starts with (``default_model`` and each mode's model, against ``models()``).
 """
 
 from __future__ import annotations
@@ -13,21 +17,29 @@ from typing import Any
 import attrs
 
 from ._agent import Agent
+from ._choices import (
+    Choices,
+    LoggingChoice,
+    PluginChoice,
+    PolicyChoice,
+    SinkChoice,
+    resolve_choices,
+)
 from ._logging import Redactor, build_logger, parse_level
-from ._plugins import HookRunner, PluginRegistry
-from ._policy import ErrorPolicy, RetrySettings
+from ._plugins import HookRunner, Kind, PluginRegistry
+from ._policy import ErrorPolicy
 from ._tools import Tool
-from ._validation import ValidationFailed, structure_strictly
 from .contracts import LogSink, ModelProvider, RetryPolicy, Sandbox, SessionStorage
 from .errors import ConfigError
 
-__all__ = ["Components", "LoggingSettings", "build_components"]
+__all__ = ["Components", "build_components", "served_model_error"]
 
 
 @attrs.frozen
 class Components:
     """What a store is built from. ``owned`` and ``built_sinks`` were created by the
-    store (from names) and are closed by it; instances passed in stay the caller's."""
+    store (from names) and are closed by it; instances passed in stay the caller's.
+    ``choices`` are the validated choices they were built from."""
 
     agent: Agent
     registry: PluginRegistry
@@ -44,207 +56,173 @@ class Components:
     redactor: Redactor
     log: Any
     hooks: HookRunner
-
-
-def _component(
-    registry: PluginRegistry, kind: Any, spec: Any, options: Mapping[str, Any] | None, cls: type, path: str, owned: list[Any]
-) -> Any:
-    """An instance from a plugin name (built, owned by the store) or a ready instance."""
-    if isinstance(spec, cls):
-        if options:
-            raise ConfigError(f"{path}: options only apply when the plugin is named, not to an instance")
-        return spec
-    if not isinstance(spec, str):
-        raise ConfigError(f"{path}: expected a plugin name or a {cls.__name__} instance, got {type(spec).__name__}")
-    instance = registry.build(kind, spec, options, path=f"{path}.options")
-    if not isinstance(instance, cls):
-        raise ConfigError(f"{path}: plugin '{spec}' did not build a {cls.__name__}")
-    owned.append(instance)
-    return instance
-
-
-def _option_secrets(registry: PluginRegistry, kind: Any, name: Any, options: Mapping[str, Any] | None) -> list[str]:
-    """Secret values in a plugin's (already validated) options, for the redactor."""
-    if not options or not isinstance(name, str):
-        return []
-    reg = registry.get(kind, name)
-    if reg.options is None:
-        return []
-    return _secret_values(structure_strictly(dict(options), reg.options))
-
-
-def _secret_values(options: Any) -> list[str]:
-    """String values of option fields that are marked secret or named like secrets."""
-    from ._logging import SENSITIVE_KEY
-
-    if not attrs.has(type(options)):
-        return []
-    values = []
-    for field in attrs.fields(type(options)):
-        value = getattr(options, field.name)
-        if isinstance(value, str) and (field.metadata.get("secret") or SENSITIVE_KEY.search(field.name)):
-            values.append(value)
-    return values
-
-
-@attrs.frozen
-class LoggingSettings:
-    """The ``logging`` argument: a default ``level``, ``sinks`` (names, tables with
-    ``plugin``/``level``/``options``, or ``LogSink`` instances) and extra ``redact``
-    values and ``redact_keys``."""
-
-    level: str = "info"
-    sinks: tuple[Any, ...] = ()
-    redact: tuple[str, ...] = ()
-    redact_keys: tuple[str, ...] = ()
-
-
-def _build_sinks(
-    registry: PluginRegistry, settings: Mapping[str, Any] | None
-) -> tuple[list[LogSink], list[LogSink], list[str], LoggingSettings]:
-    """The sinks, those the store built (and so closes), secret option values, settings."""
-    raw = dict(settings or {})
-    unknown = set(raw) - {f.name for f in attrs.fields(LoggingSettings)}
-    if unknown:
-        raise ConfigError(f"logging: unknown key(s): {', '.join(sorted(unknown))}")
-    config = LoggingSettings(
-        level=raw.get("level", "info"),
-        sinks=tuple(raw.get("sinks", ())),
-        redact=tuple(raw.get("redact", ())),
-        redact_keys=tuple(raw.get("redact_keys", ())),
-    )
-    try:
-        default_level = parse_level(config.level)
-    except ValueError as exc:
-        raise ConfigError(f"logging.level: {exc}") from None
-    sinks: list[LogSink] = []
-    built: list[LogSink] = []
-    secrets: list[str] = []
-    for index, spec in enumerate(config.sinks):
-        path = f"logging.sinks[{index}]"
-        if isinstance(spec, LogSink):
-            sinks.append(spec)
-            continue
-        if isinstance(spec, str):
-            spec = {"plugin": spec}
-        if not isinstance(spec, Mapping) or "plugin" not in spec:
-            raise ConfigError(f"{path}: expected a sink name, a table with 'plugin', or a LogSink")
-        extra = set(spec) - {"plugin", "level", "options"}
-        if extra:
-            raise ConfigError(f"{path}: unknown key(s): {', '.join(sorted(extra))}")
-        sink = registry.build("log_sink", spec["plugin"], spec.get("options"), path=f"{path}.options")
-        secrets += _option_secrets(registry, "log_sink", spec["plugin"], spec.get("options"))
-        try:
-            sink.level = parse_level(spec.get("level", default_level))
-        except ValueError as exc:
-            raise ConfigError(f"{path}.level: {exc}") from None
-        sinks.append(sink)
-        built.append(sink)
-    return sinks, built, secrets, config
-
-
-def _resolve_tools(registry: PluginRegistry, agent: Agent, tool_options: Mapping[str, Any]) -> dict[str, Tool]:
-    tools: dict[str, Tool] = {}
-    for item in agent.tools:
-        kit = [item] if isinstance(item, Tool) else registry.build(
-            "tools", item, tool_options.get(item), path=f"tools.{item}.options"
-        )
-        for tool in kit:
-            if not isinstance(tool, Tool):
-                raise ConfigError(f"tool kit '{item}' returned {type(tool).__name__}, not a Tool")
-            if tool.name in tools:
-                raise ConfigError(f"agent '{agent.name}': two tools are named '{tool.name}'")
-            tools[tool.name] = tool
-    for mode in agent.modes:
-        for entry in mode.tools or ():
-            if isinstance(entry, str) and entry not in tools:
-                raise ConfigError(f"mode '{mode.name}' names tool '{entry}', which the agent does not have")
-    return tools
-
-
+    choices: Choices | None = None
 
 
 async def build_components(
     *,
     agent: Agent,
-    providers: Sequence[str | ModelProvider | Mapping[str, Any]],
+    providers: Sequence[str | ModelProvider | Mapping[str, Any] | PluginChoice],
     default_model: str,
-    storage: str | SessionStorage,
+    storage: str | SessionStorage | PluginChoice,
     storage_options: Mapping[str, Any] | None,
-    sandbox: str | Sandbox,
+    sandbox: str | Sandbox | PluginChoice,
     sandbox_options: Mapping[str, Any] | None,
-    logging: Mapping[str, Any] | None,
-    error_policy: Mapping[str, Any] | ErrorPolicy | None,
+    logging: Mapping[str, Any] | LoggingChoice | None,
+    error_policy: Mapping[str, Any] | ErrorPolicy | PolicyChoice | None,
     plugins: Sequence[object],
     strict_plugins: bool,
     autoload_plugins: bool | None,
     tool_options: Mapping[str, Any] | None,
 ) -> Components:
-    """Validate every choice and build the components; ``ConfigError`` on the first bad
-    one, after closing whatever was already built."""
+    """Validate every choice (``ConfigError`` listing every problem, one line each) and
+    build the components; a failure while building closes what was already built."""
     if not isinstance(agent, Agent):
         raise ConfigError("agent: expected the result of define_agent(...)")
     registry = PluginRegistry(plugins=plugins, strict=strict_plugins, autoload=autoload_plugins)
-    sinks, built_sinks, sink_secrets, log_settings = _build_sinks(registry, logging)
-    redactor = Redactor([*log_settings.redact, *sink_secrets], log_settings.redact_keys)
+    errors: list[str] = []
+    choices = resolve_choices(
+        registry, agent=agent, providers=providers, default_model=default_model, storage=storage,
+        storage_options=storage_options, sandbox=sandbox, sandbox_options=sandbox_options, logging=logging,
+        error_policy=error_policy, tool_options=tool_options, plugins=plugins, strict_plugins=strict_plugins,
+        autoload_plugins=autoload_plugins, errors=errors,
+    )
+    if choices is None:
+        raise ConfigError("\n".join(errors))
+    return await _build(registry, choices)
+
+
+async def _build(registry: PluginRegistry, choices: Choices) -> Components:
     owned: list[Any] = []
+    built_sinks: list[LogSink] = []
     try:
-        provider_map: dict[str, ModelProvider] = {}
-        for index, spec in enumerate(providers):
-            path = f"providers[{index}]"
-            options: Mapping[str, Any] | None = None
-            if isinstance(spec, Mapping):
-                extra = set(spec) - {"plugin", "options"}
-                if "plugin" not in spec or extra:
-                    raise ConfigError(f"{path}: expected a table with 'plugin' and optional 'options'")
-                spec, options = spec["plugin"], spec.get("options")
-            provider = _component(registry, "provider", spec, options, ModelProvider, path, owned)
-            redactor.add_values(_option_secrets(registry, "provider", spec, options))
+        sinks = [_sink(registry, spec, built_sinks) for spec in choices.logging.sinks]
+        redactor = Redactor(choices.secret_values(), choices.logging.redact_keys)
+        providers = [
+            _component(registry, "provider", spec, ModelProvider, f"providers[{index}]", owned)
+            for index, spec in enumerate(choices.providers)
+        ]
+        for provider in providers:
             redactor.add_values(getattr(provider, "secret_values", lambda: [])())
-            if provider.name in provider_map:
-                raise ConfigError(f"{path}: two providers serve the namespace '{provider.name}'")
-            provider_map[provider.name] = provider
-        store_storage = _component(registry, "storage", storage, storage_options, SessionStorage, "storage", owned)
-        store_sandbox = _component(registry, "sandbox", sandbox, sandbox_options, Sandbox, "sandbox", owned)
-        redactor.add_values(_option_secrets(registry, "storage", storage, storage_options))
-        redactor.add_values(_option_secrets(registry, "sandbox", sandbox, sandbox_options))
-        if "/" not in default_model or default_model.split("/", 1)[0] not in provider_map:
-            known = ", ".join(sorted(provider_map)) or "none"
-            raise ConfigError(f"default_model: '{default_model}' is not '<provider>/<model>' with a configured provider (namespaces: {known})")
-        if isinstance(error_policy, ErrorPolicy):
-            policy = error_policy
-        else:
-            raw = dict(error_policy or {})
-            try:
-                policy = structure_strictly(raw, ErrorPolicy, root="error_policy")
-            except ValidationFailed as exc:
-                raise ConfigError("\n".join(exc.errors)) from None
-        retry = _retry_policy(registry, policy.retry)
-        tools = _resolve_tools(registry, agent, tool_options or {})
-        log = build_logger(sinks, redactor, store_agent=agent.name)
+        storage = _component(registry, "storage", choices.storage, SessionStorage, "storage", owned)
+        sandbox = _component(registry, "sandbox", choices.sandbox, Sandbox, "sandbox", owned)
+        retry = _instantiate(registry, "retry_policy", choices.error_policy.retry, RetryPolicy, "error_policy.retry.policy")
+        tools = _tools(registry, choices)
+        errors: list[str] = []
+        served = _served(providers, errors)
+        _check_models(choices, served, errors)
+        _check_tools(choices.agent, tools, errors)
+        if errors:
+            raise ConfigError("\n".join(errors))
+        log = build_logger(sinks, redactor, store_agent=choices.agent.name)
     except BaseException:
         for component in [*reversed(owned), *built_sinks]:
             try:
                 await component.aclose()
             except Exception:
-                pass
+                pass  # the start already failed; the original error is what matters
         raise
     return Components(
-        agent=agent, registry=registry, providers=provider_map, default_model=default_model,
-        storage=store_storage, sandbox=store_sandbox, sinks=tuple(sinks), built_sinks=tuple(built_sinks),
-        owned=tuple(owned), policy=policy, retry=retry, tools=tools, redactor=redactor, log=log,
-        hooks=HookRunner(registry.pm, log),
+        agent=choices.agent, registry=registry, providers=served, default_model=choices.default_model,
+        storage=storage, sandbox=sandbox, sinks=tuple(sinks), built_sinks=tuple(built_sinks), owned=tuple(owned),
+        policy=choices.error_policy.policy, retry=retry, tools=tools, redactor=redactor, log=log,
+        hooks=HookRunner(registry.pm, log), choices=choices,
     )
 
 
-def _retry_policy(registry: PluginRegistry, settings: RetrySettings) -> RetryPolicy:
-    name = settings.policy
-    if name is None:
-        first = registry.first("retry_policy")
-        name = first.name if first else "none"
-    policy = registry.build("retry_policy", name, settings.model, path="error_policy.retry.model")
-    if not isinstance(policy, RetryPolicy):
-        raise ConfigError(f"retry policy '{name}' did not build a RetryPolicy")
-    return policy
+def _instantiate(registry: PluginRegistry, kind: Kind, choice: PluginChoice, cls: type, path: str) -> Any:
+    """Call the plugin's factory with the options validated when it was chosen."""
+    reg = registry.get(kind, choice.plugin)
+    instance = reg.factory() if reg.options is None else reg.factory(choice.settings)
+    if not isinstance(instance, cls):
+        raise ConfigError(f"{path}: plugin '{choice.plugin}' did not build a {cls.__name__}")
+    return instance
 
 
+def _component(registry: PluginRegistry, kind: Kind, spec: Any, cls: type, path: str, owned: list[Any]) -> Any:
+    """A ready instance as it is, or one built from its choice (and then owned)."""
+    if not isinstance(spec, PluginChoice):
+        return spec
+    instance = _instantiate(registry, kind, spec, cls, f"{path}.plugin")
+    owned.append(instance)
+    return instance
+
+
+def _sink(registry: PluginRegistry, spec: SinkChoice | LogSink, built: list[LogSink]) -> LogSink:
+    if isinstance(spec, LogSink):
+        return spec
+    sink: LogSink = _instantiate(
+        registry, "log_sink", PluginChoice(spec.plugin, spec.options, spec.settings), LogSink, "logging.sinks"
+    )
+    built.append(sink)
+    sink.level = parse_level(spec.level)
+    return sink
+
+
+def _served(providers: Sequence[ModelProvider], errors: list[str]) -> dict[str, ModelProvider]:
+    """Providers by the namespace they really serve; two on one namespace are an error."""
+    served: dict[str, ModelProvider] = {}
+    first: dict[str, int] = {}
+    for index, provider in enumerate(providers):
+        if provider.name in served:
+            errors.append(
+                f"providers[{index}]: two providers serve the namespace '{provider.name}' "
+                f"(also providers[{first[provider.name]}])"
+            )
+            continue
+        served[provider.name] = provider
+        first[provider.name] = index
+    return served
+
+
+def served_model_error(ref: str, providers: Mapping[str, ModelProvider]) -> str | None:
+    """Why no provider can serve ``ref`` (a message without a path), or ``None``.
+
+    The namespace must be configured, and a provider that declares its ``models()``
+    must list the name; a provider whose ``models()`` is ``None`` accepts any name.
+    """
+    namespace, sep, name = ref.partition("/")
+    if not (sep and namespace and name):
+        return f"model ref '{ref}' must look like '<provider>/<model>'"
+    provider = providers.get(namespace)
+    if provider is None:
+        known = ", ".join(sorted(providers)) or "none"
+        return f"no configured provider serves '{namespace}/' (configured namespaces: {known})"
+    models = provider.models()
+    if models is not None and name not in models:
+        listed = ", ".join(models) or "none"
+        return f"provider '{namespace}' does not serve model '{name}' (it serves: {listed})"
+    return None
+
+
+def _check_models(choices: Choices, providers: Mapping[str, ModelProvider], errors: list[str]) -> None:
+    refs = [("default_model", choices.default_model)]
+    refs += [(f"agent.modes[{i}].model", mode.model) for i, mode in enumerate(choices.agent.modes) if mode.model]
+    for path, ref in refs:
+        problem = served_model_error(ref, providers)
+        if problem is not None:
+            errors.append(f"{path}: {problem}")
+
+
+def _tools(registry: PluginRegistry, choices: Choices) -> dict[str, Tool]:
+    """The agent's tools, kits expanded; two tools with one name are an error."""
+    tools: dict[str, Tool] = {}
+    for item in choices.agent.tools:
+        if isinstance(item, Tool):
+            kit = [item]
+        else:
+            kit = _instantiate(registry, "tools", choices.tools[item], object, f"agent: tool kit '{item}'")
+        for tool in kit:
+            if not isinstance(tool, Tool):
+                raise ConfigError(f"tool kit '{item}' returned {type(tool).__name__}, not a Tool")
+            if tool.name in tools:
+                raise ConfigError(f"agent '{choices.agent.name}': two tools are named '{tool.name}'")
+            tools[tool.name] = tool
+    return tools
+
+
+def _check_tools(agent: Agent, tools: Mapping[str, Tool], errors: list[str]) -> None:
+    for mode in agent.modes:
+        for entry in mode.tools or ():
+            if isinstance(entry, str) and entry not in tools:
+                errors.append(f"mode '{mode.name}' names tool '{entry}', which the agent does not have")

@@ -92,7 +92,7 @@ def type_label(tp: Any) -> str:
 
 
 def _default(field: attrs.Attribute[Any]) -> str:
-    from ..config import _toml_value
+    from .._toml import toml_value as _toml_value
 
     default = field.default
     if default is attrs.NOTHING:
