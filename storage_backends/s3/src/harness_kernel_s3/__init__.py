@@ -8,7 +8,9 @@
 Event batches are objects created with ``If-None-Match: *`` under keys ordered by
 sequence and the record is replaced with ``If-Match`` on its ETag, so many hosts can
 share one bucket: two writers racing on one session get exactly one winner and the loser
-a ``Conflict``. Credentials come from the standard AWS chain. See docs/storage/s3.md.
+a ``Conflict``. Before its first request the storage checks that the server enforces
+both conditions and refuses to work (``ConfigError``) if it ignores either. Credentials
+come from the standard AWS chain. See docs/storage/s3.md.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class S3Options:
     read_timeout_s: float = 30.0
     segment_events: int = attrs.field(default=128, validator=attrs.validators.ge(2))
     """Events per read segment: reading a log of n events takes about n / segment_events GETs."""
+    unsafe_skip_conditional_write_check: bool = False
+    """Skip the check, before the first request, that the server enforces ``If-None-Match``
+    and ``If-Match``. Unsafe: on a server that ignores them, two writers both succeed and
+    acknowledged messages are silently lost. Only for a server known to enforce them."""
 
 
 def build(options: S3Options) -> S3Storage:
@@ -71,7 +77,12 @@ def build(options: S3Options) -> S3Storage:
         connect_timeout=options.connect_timeout_s,
         read_timeout=options.read_timeout_s,
     )
-    return S3Storage(client, prefix=options.prefix, segment_events=options.segment_events)
+    return S3Storage(
+        client,
+        prefix=options.prefix,
+        segment_events=options.segment_events,
+        check_conditional_writes=not options.unsafe_skip_conditional_write_check,
+    )
 
 
 @hookimpl

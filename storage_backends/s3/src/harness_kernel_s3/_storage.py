@@ -17,6 +17,7 @@ state can never write into a new session of the same id.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import secrets
 from collections.abc import Sequence
@@ -35,13 +36,22 @@ from harness_kernel.codec import (
     loads,
 )
 from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
-from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
+from harness_kernel.errors import (
+    ConfigError,
+    Conflict,
+    SessionExists,
+    SessionNotFound,
+    StorageError,
+)
 from harness_kernel.storage import check_batch, check_incarnation, json_bytes
 
 from ._client import S3Client, error_code, is_missing, is_precondition_failed
 from ._keys import encode_id, index_scopes, listing_scope, order_key, parse_order_key, seq_name
+from ._probe import probe_conditional_writes, probe_key
 
 __all__ = ["S3Storage"]
+
+_log = logging.getLogger("harness_kernel_s3")
 
 _BATCH = re.compile(r"/events/(\d{20})\.json$")
 _SEGMENT = re.compile(r"/segments/(\d{20})-(\d{20})\.json$")
@@ -91,7 +101,12 @@ class S3Storage(SessionStorage):
 
     capabilities: ClassVar[StorageCapabilities] = StorageCapabilities(cross_process_fencing=True, durable=True)
 
-    def __init__(self, client: S3Client, *, prefix: str = "", segment_events: int = 128) -> None:
+    def __init__(
+        self, client: S3Client, *, prefix: str = "", segment_events: int = 128, check_conditional_writes: bool = True
+    ) -> None:
+        """``check_conditional_writes=False`` skips the check that the server enforces
+        ``If-None-Match`` and ``If-Match`` (see ``check_server``): unsafe, since on a
+        server that ignores them writers overwrite each other's events silently."""
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         if segment_events < 2:
@@ -101,6 +116,9 @@ class S3Storage(SessionStorage):
         self._segment_events = segment_events
         self._heads: dict[str, _Head] = {}
         self._closed = False
+        self._checked = not check_conditional_writes
+        self._refusal: str | None = None  # why the server cannot be used, once known
+        self._check_lock = trio.Lock()
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -122,9 +140,32 @@ class S3Storage(SessionStorage):
 
     # -- small operations ----------------------------------------------------------------
 
-    def _check_open(self) -> None:
+    async def _check_open(self) -> None:
+        """Closed storage fails fast; an open one checks the server once, before its first request."""
         if self._closed:
             raise StorageError("the S3 storage is closed")
+        if not self._checked:
+            await self.check_server()
+
+    async def check_server(self) -> None:
+        """Check, once, that the server enforces the conditional writes this storage needs.
+
+        Runs by itself before the first operation; a host may await it at start-up to fail
+        early. Writes and deletes one probe object under the prefix. Raises ``ConfigError``
+        naming what the server ignored (and again on every later call: the storage refuses
+        to work), ``StorageError`` when the server could not be asked (the next call asks
+        again).
+        """
+        async with self._check_lock:
+            if self._refusal is None and not self._checked:
+                try:
+                    await probe_conditional_writes(self._s3, probe_key(self._prefix))
+                except ConfigError as exc:
+                    self._refusal = str(exc)
+                else:
+                    self._checked = True
+        if self._refusal is not None:
+            raise ConfigError(self._refusal)
 
     async def _call(self, operation: str, then: Any = None, **params: Any) -> Any:
         try:
@@ -189,14 +230,16 @@ class S3Storage(SessionStorage):
     async def _put_empty(self, key: str) -> None:
         await self._call("put_object", Key=key, Body=b"")
 
-    async def _get_record(self, enc: str) -> tuple[dict[str, Any], str] | None:
-        """The stored record document and its ETag, or ``None``."""
+    async def _get_record(self, enc: str) -> tuple[dict[str, Any], str | None] | None:
+        """The stored record document and its ETag (``None`` if the server sent none), or ``None``."""
 
-        def then(response: dict[str, Any]) -> tuple[dict[str, Any], str]:
-            return _read_json(response), response["ETag"]
+        def then(response: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+            return _read_json(response), response.get("ETag") or None
 
         try:
-            found: tuple[dict[str, Any], str] = await self._s3.call("get_object", then, Key=self._record_key(enc))
+            found: tuple[dict[str, Any], str | None] = await self._s3.call(
+                "get_object", then, Key=self._record_key(enc)
+            )
             return found
         except (ClientError, BotoCoreError) as exc:
             if is_missing(exc):
@@ -307,10 +350,52 @@ class S3Storage(SessionStorage):
         if self._heads.get(session_id) is head and head.last_seq == last:
             head.segment_end, head.tail = last, []
 
+    async def _replace_record(self, record: SessionRecord, enc: str, generation: str, body: bytes, etag: str) -> None:
+        """Write ``body`` over the record object if its ETag is still ``etag``.
+
+        On a 412 the record is read again. Ours (a retried write whose answer was lost):
+        done. Unchanged, same ETag: the server compared ``If-Match`` with a differently
+        quoted ETag (Ceph RGW 16 wants it unquoted), so the write is tried once more with
+        the ETag unquoted. Anything else is a ``Conflict``, logged at warning, since a
+        record that is never saved leaves listings stale without anyone noticing.
+        """
+        ours = loads(body)["record"]
+        candidates = [etag]
+        if etag.strip('"') != etag:
+            candidates.append(etag.strip('"'))
+        for tag in candidates:
+            try:
+                await self._s3.call(
+                    "put_object", Key=self._record_key(enc), Body=body, IfMatch=tag,
+                    Metadata={"generation": generation, "incarnation": record.incarnation},
+                    ContentType="application/json",
+                )
+                return
+            except (ClientError, BotoCoreError) as exc:
+                if is_missing(exc):
+                    raise SessionNotFound(f"session '{record.id}' not found") from None
+                if not is_precondition_failed(exc):
+                    raise _failed("put_object", exc) from exc
+            now = await self._get_record(enc)
+            if now is None:
+                raise SessionNotFound(f"session '{record.id}' not found")
+            if now[0].get("record") == ours:
+                return  # our own write, retried after a lost response
+            if now[1] != etag:
+                raise self._save_refused(record, "another writer saved the record first")
+        raise self._save_refused(record, "the server refused If-Match although the record was unchanged")
+
+    def _save_refused(self, record: SessionRecord, reason: str) -> Conflict:
+        _log.warning(
+            "S3 record save of session %r gave up: %s", record.id, reason,
+            extra={"session_id": record.id, "revision": record.revision},
+        )
+        return Conflict(f"session '{record.id}' was not saved: {reason}")
+
     # -- the contract -------------------------------------------------------------------
 
     async def create(self, record: SessionRecord) -> None:
-        self._check_open()
+        await self._check_open()
         enc = encode_id(record.id)
         generation = secrets.token_hex(8)
         entries = self._index_keys(record)
@@ -335,14 +420,14 @@ class S3Storage(SessionStorage):
         self._heads[record.id] = _Head(generation, 0, 0, [])
 
     async def load(self, session_id: str) -> SessionRecord | None:
-        self._check_open()
+        await self._check_open()
         found = await self._get_record(encode_id(session_id))
         if found is None:
             return None
         return _record_of(found[0])
 
     async def save(self, record: SessionRecord, expected_revision: int) -> None:
-        self._check_open()
+        await self._check_open()
         if record.revision != expected_revision + 1:
             raise ValueError("record.revision must be expected_revision + 1")
         enc = encode_id(record.id)
@@ -350,36 +435,25 @@ class S3Storage(SessionStorage):
         if found is None:
             raise SessionNotFound(f"session '{record.id}' not found")
         document, etag = found
+        if etag is None:
+            raise StorageError(f"the S3 server returned no ETag for the record of session '{record.id}'")
         stored = _record_of(document)
         check_incarnation(record.id, stored.incarnation, record.incarnation)
         if stored.revision != expected_revision:
-            raise Conflict(f"session '{record.id}' is at revision {stored.revision}, not {expected_revision}")
+            raise self._save_refused(record, f"the stored record is at revision {stored.revision}, not {expected_revision}")
         old_entries, new_entries = self._index_keys(stored), self._index_keys(record)
         for key in sorted(new_entries - old_entries):
             await self._put_empty(key)
         generation = document["generation"]
         body = json_bytes({"generation": generation, "record": encode_record(record)})
-        try:
-            await self._s3.call(
-                "put_object", Key=self._record_key(enc), Body=body, IfMatch=etag,
-                Metadata={"generation": generation, "incarnation": record.incarnation}, ContentType="application/json",
-            )
-        except (ClientError, BotoCoreError) as exc:
-            if is_precondition_failed(exc):
-                now = await self._get_record(enc)
-                if now is None or now[0].get("record") != loads(body)["record"]:
-                    raise Conflict(f"session '{record.id}' was saved by another writer") from None
-            elif is_missing(exc):
-                raise SessionNotFound(f"session '{record.id}' not found") from None
-            else:
-                raise _failed("put_object", exc) from exc
+        await self._replace_record(record, enc, generation, body, etag)
         if old_entries - new_entries:
             await self._delete_keys(sorted(old_entries - new_entries))
 
     async def append(
         self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
     ) -> None:
-        self._check_open()
+        await self._check_open()
         events = list(events)
         check_batch(events, expected_seq)
         enc = encode_id(session_id)
@@ -417,7 +491,7 @@ class S3Storage(SessionStorage):
             await self._compact(session_id, enc, head)
 
     async def read(self, session_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
-        self._check_open()
+        await self._check_open()
         enc = encode_id(session_id)
         generation = await self._generation(session_id, enc)
         after_seq = max(after_seq, 0)
@@ -458,13 +532,13 @@ class S3Storage(SessionStorage):
         return events
 
     async def last_seq(self, session_id: str) -> int:
-        self._check_open()
+        await self._check_open()
         enc = encode_id(session_id)
         generation = await self._generation(session_id, enc)
         return (await self._catch_up(session_id, enc, generation)).last_seq
 
     async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
-        self._check_open()
+        await self._check_open()
         if limit < 1:
             raise ValueError("limit must be at least 1")
         if cursor is not None and (not isinstance(cursor, str) or parse_order_key(cursor) is None):
@@ -497,7 +571,7 @@ class S3Storage(SessionStorage):
         return Page(tuple(r for _, r in page), page[-1][0] if len(found) > limit else None)
 
     async def delete(self, session_id: str) -> bool:
-        self._check_open()
+        await self._check_open()
         enc = encode_id(session_id)
         found = await self._get_record(enc)
         self._heads.pop(session_id, None)
