@@ -310,7 +310,9 @@ def _logging(registry: PluginRegistry, raw: Any, errors: list[str]) -> LoggingCh
     if isinstance(raw, LoggingChoice):
         resolved = [_sink(registry, s, f"logging.sinks[{i}]", raw.level, errors) for i, s in enumerate(raw.sinks)]
         kept = tuple(s for s in resolved if s is not None)
-        return attrs.evolve(raw, sinks=kept) if len(kept) == len(resolved) else None
+        if len(kept) < len(resolved):
+            return None
+        return raw if kept == raw.sinks else attrs.evolve(raw, sinks=kept)
     table = check_table({} if raw is None else raw, "logging", _LOGGING_KEYS, errors)
     if table is None:
         return None
@@ -343,7 +345,9 @@ def _sink(registry: PluginRegistry, entry: Any, at: str, level: str, errors: lis
         plugin = _resolved(
             registry, "log_sink", PluginChoice(entry.plugin, entry.options, entry.settings), f"{at}.options", f"{at}.plugin", errors
         )
-        return None if plugin is None else attrs.evolve(entry, settings=plugin.settings)
+        if plugin is None:
+            return None
+        return entry if plugin.settings is entry.settings else attrs.evolve(entry, settings=plugin.settings)
     if isinstance(entry, str):
         entry = {"plugin": entry}
     spec = check_table(entry, at, {"plugin": str, "level": str, "options": Mapping}, errors, required=("plugin",))
@@ -365,7 +369,9 @@ def _sink(registry: PluginRegistry, entry: Any, at: str, level: str, errors: lis
 def _error_policy(registry: PluginRegistry, raw: Any, errors: list[str]) -> PolicyChoice | None:
     if isinstance(raw, PolicyChoice):
         retry = _resolved(registry, "retry_policy", raw.retry, "error_policy.retry.model", "error_policy.retry.policy", errors)
-        return None if retry is None else attrs.evolve(raw, retry=retry)
+        if retry is None:
+            return None
+        return raw if retry is raw.retry else attrs.evolve(raw, retry=retry)
     if isinstance(raw, ErrorPolicy):
         policy = raw
     else:

@@ -73,6 +73,8 @@ class ScriptedProvider(ModelProvider):
         self.handlers: dict[str, Handler] = {"echo": echo, **(handlers or {})}
 
     def models(self) -> Sequence[str]:
+        """The handler names: a store whose default model (or a mode's model) names
+        another ``scripted/<name>`` refuses to start."""
         return sorted(self.handlers)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
