@@ -286,6 +286,8 @@ class ExecResult:
 
     ``exit_code`` is ``None`` when the process was killed by ``signal``; output beyond the
     sandbox's cap is cut and flagged ``stdout_truncated`` / ``stderr_truncated``.
+    ``limit`` names the sandbox limit that stopped the command (``"cpu"``, ``"memory"``,
+    ``"processes"``, ``"file_size"`` or ``"disk"``), ``None`` when none did.
     """
 
     exit_code: int | None
@@ -296,6 +298,7 @@ class ExecResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     duration_ms: float = 0.0
+    limit: str | None = None
 
     @property
     def ok(self) -> bool:
