@@ -41,8 +41,8 @@ async def test_a_writer_killed_at_random_moments_leaves_a_whole_log(tmp_path: Pa
     assert result["acked"] > 0, "the child never got an append through"
 
 
-async def test_a_store_that_lost_a_race_fails_the_run_and_recovers(tmp_path: Path) -> None:
-    """Two stores on one root: the stale one's run fails with session.conflict, then works."""
+async def test_a_stale_store_catches_up_before_it_runs(tmp_path: Path) -> None:
+    """Two stores on one root: the stale one catches up with the other's events before it runs."""
     await two_stores_one_session("file", {"root": str(tmp_path)})
 
 

@@ -219,8 +219,8 @@ async def test_the_plugin_is_found_by_name_and_persists_across_stores(s3_options
         assert next(m.text for m in await session.history()) == "hello"
 
 
-async def test_a_store_that_lost_a_race_fails_the_run_and_recovers(s3_options: dict[str, Any]) -> None:
-    """Two stores on one bucket: the stale one's run fails with session.conflict, then works."""
+async def test_a_stale_store_catches_up_before_it_runs(s3_options: dict[str, Any]) -> None:
+    """Two stores on one bucket: the stale one catches up with the other's events before it runs."""
     await two_stores_one_session("s3", s3_options)
 
 

@@ -9,8 +9,8 @@ from harness_kernel import create_session_store, define_agent
 
 
 async def two_stores_one_session(storage: str, options: Mapping[str, Any]) -> None:
-    """Store B loaded the session, then store A appended to it: B's next run fails with
-    ``session.conflict`` and writes nothing, B reloads A's events, and B's next message
+    """Store B loaded the session, then store A appended to it: B's next run catches up
+    with A's events when it takes the session's lease (nothing forked, no conflict) and
     runs on the combined history. A third store sees exactly the same log."""
     agent = define_agent(name="notes", instructions="Be brief.")
     async with (
@@ -20,13 +20,9 @@ async def two_stores_one_session(storage: str, options: Mapping[str, Any]) -> No
         assert (await a.send("shared", "one")).status == "completed"
         stale = await b.get_or_create("shared")
         assert (await a.send("shared", "two")).status == "completed"
-        refused = await stale.send("three")
-        assert refused.status == "failed"
-        assert refused.error is not None
-        assert refused.error.code == "session.conflict"
-        assert (await stale.send("four")).status == "completed"
+        assert (await stale.send("three")).status == "completed"
         seen_by_b = [(m.role, m.text) for m in await stale.history()]
-    assert [text for role, text in seen_by_b if role == "user"] == ["one", "two", "four"]
+    assert [text for role, text in seen_by_b if role == "user"] == ["one", "two", "three"]
     async with create_session_store(agent=agent, storage=storage, storage_options=options) as c:
         fresh = await c.get_or_create("shared")
         assert [(m.role, m.text) for m in await fresh.history()] == seen_by_b

@@ -19,6 +19,7 @@ import cattrs
 
 from ._display import DisplayState
 from ._records import (
+    AbortRequested,
     ApprovalRequested,
     ApprovalResolved,
     ErrorInfo,
@@ -98,6 +99,9 @@ class RunInfo:
     usage: Usage = Usage()
     error: ErrorInfo | None = None
     steps: int = 0
+    first_message: str | None = None
+    """The id of the user message the run began with (how a caller in another process
+    finds the run that took its message)."""
 
     def summary(self) -> RunSummary:
         return RunSummary(
@@ -140,6 +144,7 @@ class SessionFold:
     """
 
     __slots__ = (
+        "abort_requests",
         "grants",
         "inbox",
         "last_error",
@@ -177,6 +182,7 @@ class SessionFold:
         self.inbox: list[tuple[InputKind, Message]] = []
         self.last_error: ErrorInfo | None = None
         self.last_seq = 0
+        self.abort_requests: set[str] = set()  # runs another process asked to abort
 
     # -- derived -------------------------------------------------------------------
 
@@ -218,8 +224,12 @@ class SessionFold:
         added: Message | None = None
         if isinstance(payload, MessageAdded):
             added = payload.message
-            if added.role == "assistant" and run_id in self.runs:
-                self.runs[run_id].steps += 1
+            info = self.runs.get(run_id) if run_id else None
+            if info is not None:
+                if added.role == "assistant":
+                    info.steps += 1
+                elif added.role == "user" and info.first_message is None:
+                    info.first_message = added.id
             if self.inbox and any(m.id == added.id for _, m in self.inbox):
                 self.inbox = [(k, m) for k, m in self.inbox if m.id != added.id]
         elif isinstance(payload, ToolFinished):
@@ -246,6 +256,7 @@ class SessionFold:
                 payload.status, event.at, event.seq, payload.error
             )
             self.last_error = payload.error
+            self.abort_requests.discard(run_id)
             if self.open_run == run_id:
                 self.open_run = None
                 self.pending.clear()
@@ -279,6 +290,9 @@ class SessionFold:
                 self._mark_run(run_id, "running")
         elif isinstance(payload, InputQueued):
             self.inbox.append((payload.kind, payload.message))
+        elif isinstance(payload, AbortRequested):
+            if payload.run_id == self.open_run:
+                self.abort_requests.add(payload.run_id)
         elif isinstance(payload, GrantsChanged):
             self.grants = payload.grants
         elif isinstance(payload, ModeChanged):

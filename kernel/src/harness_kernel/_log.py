@@ -13,7 +13,7 @@ import bisect
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, final
+from typing import Any, Final, final
 
 import attrs
 import trio
@@ -21,23 +21,65 @@ import trio
 from ._display import DisplayState, DisplayStateChanged
 from ._fold import RunInfo, SessionFold, SnapshotInvalid
 from ._records import (
+    AbortRequested,
+    ApprovalResolved,
     Event,
     EventPayload,
+    GrantsChanged,
+    InputQueued,
+    Lease,
     Message,
     MessageAdded,
+    ModeChanged,
+    ModelChanged,
     RunFinished,
     RunSummary,
     SessionRecord,
+    StateChanged,
+    SuspensionResolved,
 )
 from ._runtime import Runtime, StoreEvent
 from .codec import converter
 from .contracts import TextDelta, ToolCallDelta, ToolCallStart
-from .errors import Conflict, HarnessError, SessionConflict, UnknownMessage, UnknownRun
+from .errors import (
+    Conflict,
+    HarnessError,
+    IncarnationMismatch,
+    SessionConflict,
+    SessionNotFound,
+    SessionReplaced,
+    UnknownMessage,
+    UnknownRun,
+)
 
-__all__ = ["Outlet", "SessionLog"]
+__all__ = ["KEEP", "LeaseHeld", "Outlet", "SessionLog"]
 
 READ_PAGE = 500
 """Events read per storage call when a run's events are listed."""
+APPEND_RETRIES = 8
+SAVE_RETRIES = 5
+
+# What any process may append while another one runs the session: appending after them
+# keeps their meaning (the owner applies them at its next step boundary).
+_FROM_ANYONE = (
+    InputQueued, AbortRequested, ApprovalResolved, SuspensionResolved, GrantsChanged, ModeChanged,
+    ModelChanged, StateChanged,
+)
+
+
+class _Keep:
+    """``save_record(lease=KEEP)``: leave the stored lease as it is."""
+
+
+KEEP: Final = _Keep()
+
+
+class LeaseHeld(Exception):
+    """Another store's live lease: it runs the session now."""
+
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(f"session is run by {lease.owner}")
+        self.lease = lease
 
 
 @final
@@ -107,6 +149,9 @@ class SessionLog:
         self._record = record
         self._history = history
         self.id = record.id
+        self.incarnation = record.incarnation
+        self.replaced = False
+        """Storage holds another session under this id now (or none): never write again."""
         self.fold = fold
         self.disabled_hooks: set[str] = set()
         self.outlet: Outlet | None = None
@@ -181,6 +226,16 @@ class SessionLog:
         if seq <= self._history.base_seq:
             await self._load_history()
         return self._history.since(seq)
+
+    async def messages_between(self, first: int, last: int | None) -> tuple[Message, ...]:
+        """Messages appended from seq ``first`` through ``last`` (to the end if ``None``)."""
+        messages = await self.messages_since(first)
+        if last is None:
+            return messages
+        seqs = self._history.seqs
+        stop = bisect.bisect_right(seqs, last)
+        start = bisect.bisect_left(seqs, first)
+        return tuple(self._history.messages[start:stop])
 
     def cached_since(self, seq: int) -> tuple[Message, ...]:
         """Like ``messages_since``, from memory only (what this process has read)."""
@@ -263,64 +318,107 @@ class SessionLog:
     async def append(self, run_id: str | None, *payloads: EventPayload) -> list[Event]:
         """Append events durably (one commit), then fold and publish them.
 
-        On ``Conflict`` (another writer moved ahead) the tail is reloaded and
-        ``SessionConflict`` raised: nothing is forked or overwritten.
+        When another writer moved the log ahead, its events are read and folded first.
+        If they are only what any process may add while another runs the session (queued
+        inputs, resolutions, settings, abort requests), the append is retried after them;
+        otherwise ``SessionConflict`` is raised and nothing is forked or overwritten. A
+        session deleted or created again meanwhile raises ``SessionReplaced``.
         """
         async with self._write_lock:
-            now = time.time()
-            last = self.fold.last_seq
-            events = [Event(last + i, payload, now, run_id) for i, payload in enumerate(payloads, start=1)]
-            try:
-                await self._rt.storage.append(self.id, events, expected_seq=last)
-            except Conflict as exc:
-                await self._reload_tail()
-                raise SessionConflict(
-                    f"session '{self.id}' was changed by another writer; this run stopped and "
-                    "the session reloaded the newer history"
-                ) from exc
+            for attempt in range(APPEND_RETRIES):
+                now = time.time()
+                last = self.fold.last_seq
+                events = [Event(last + i, payload, now, run_id) for i, payload in enumerate(payloads, start=1)]
+                try:
+                    await self._storage_append(events, last)
+                    break
+                except (IncarnationMismatch, SessionNotFound) as exc:
+                    raise self._replaced_error() from exc
+                except Conflict as exc:
+                    caught = await self._catch_up()
+                    if attempt == APPEND_RETRIES - 1 or not all(isinstance(e.payload, _FROM_ANYONE) for e in caught):
+                        raise SessionConflict(
+                            f"session '{self.id}' was changed by another writer; this run stopped and "
+                            "the session reloaded the newer history"
+                        ) from exc
             for event in events:
                 self._apply(event)
         for event in events:
             await self._publish(event)
         return events
 
-    async def _reload_tail(self) -> None:
-        for event in await self._rt.storage.read(self.id, after_seq=self.fold.last_seq):
+    async def _storage_append(self, events: list[Event], last: int) -> None:
+        if self._rt.storage_checks_incarnation:
+            await self._rt.storage.append(self.id, events, expected_seq=last, incarnation=self.incarnation or None)
+        else:
+            await self._rt.storage.append(self.id, events, expected_seq=last)
+
+    def _replaced_error(self) -> SessionReplaced:
+        self.replaced = True
+        return SessionReplaced(
+            f"session '{self.id}' was deleted (and maybe created again) by another store; "
+            "get it again from the store to continue with what storage holds now"
+        )
+
+    async def sync(self) -> SessionRecord:
+        """Catch up with storage: the record (lease, revision) and the events other
+        processes appended. ``SessionReplaced`` if it is not this session any more."""
+        async with self._write_lock:
+            await self._catch_up()
+        return self._record
+
+    async def _catch_up(self) -> list[Event]:
+        # The record first: a log read before the incarnation is checked could be the
+        # log of the session that replaced this one.
+        stored = await self._rt.storage.load(self.id)
+        if stored is None or (self.incarnation and stored.incarnation != self.incarnation):
+            raise self._replaced_error()
+        if stored.revision > self._record.revision:
+            self._record = stored
+        events = await self._rt.storage.read(self.id, after_seq=self.fold.last_seq)
+        for event in events:
             self._apply(event)
             await self._publish(event)
+        return events
 
-    async def save_record(self) -> None:
+    async def save_record(self, *, lease: Lease | _Keep | None = KEEP) -> None:
         """Write the record with the fold's snapshot (compare-and-swap on ``revision``).
 
-        The record is an index and a cache of the log; if another writer saved first, the
-        newer of the two snapshots is kept.
+        ``lease``: ``KEEP`` the stored one, set this store's, or ``None`` to release this
+        store's (another store's lease is never cleared). When another writer saved first,
+        the newer events are folded and the save retried on its revision; setting a lease
+        while another store's is live raises ``LeaseHeld``.
         """
-        for _ in range(3):
+        owner = self._rt.owner
+        for _ in range(SAVE_RETRIES):
+            base = self._record
+            wanted = base.lease if isinstance(lease, _Keep) else lease
+            if lease is None and base.lease is not None and base.lease.owner != owner:
+                wanted = base.lease
             fold = self.fold
             record = attrs.evolve(
-                self._record,
-                mode=fold.mode,
-                model=fold.model,
-                state=dict(fold.state),
-                usage=fold.usage,
-                status=fold.status,
-                last_seq=fold.last_seq,
-                updated_at=time.time(),
-                revision=self._record.revision + 1,
-                snapshot=fold.snapshot(),
+                base, mode=fold.mode, model=fold.model, state=dict(fold.state), usage=fold.usage,
+                status=fold.status, last_seq=fold.last_seq, updated_at=time.time(),
+                revision=base.revision + 1, snapshot=fold.snapshot(), lease=wanted,
             )
             try:
-                await self._rt.storage.save(record, expected_revision=self._record.revision)
+                await self._rt.storage.save(record, expected_revision=base.revision)
+            except (IncarnationMismatch, SessionNotFound) as exc:
+                raise self._replaced_error() from exc
             except Conflict:
                 stored = await self._rt.storage.load(self.id)
-                if stored is None:
-                    return
+                if stored is None or (self.incarnation and stored.incarnation != self.incarnation):
+                    raise self._replaced_error() from None
+                held = stored.lease
+                if isinstance(lease, Lease) and held is not None and held.owner != owner and held.live(time.time()):
+                    raise LeaseHeld(held) from None
                 self._record = stored
-                if stored.last_seq >= self.fold.last_seq:
-                    return
+                if stored.last_seq > self.fold.last_seq:
+                    await self.sync()
                 continue
             self._record = record
             return
+        self.log.warning("record_save_gave_up", attempts=SAVE_RETRIES)
 
     # -- publishing ------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ import trio
 
 from ._agent import Agent
 from ._fold import ApprovalHandle
-from ._log import Outlet, SessionLog
+from ._log import KEEP, Outlet, SessionLog
+from ._owner import Ownership
 from ._policy import sanitize
 from ._records import (
     ApprovalResolved,
@@ -46,9 +47,10 @@ from .errors import (
     HarnessError,
     InvalidArgument,
     MaxStepsExceeded,
-    PluginError,
+    OwnerTimeout,
     RunAborted,
     SessionClosed,
+    SessionReplaced,
     StoreClosed,
     UnknownApproval,
     UnknownSuspension,
@@ -68,6 +70,7 @@ class Runner:
         self._rt = runtime
         self.log = log
         self.step = Step(runtime, log, self.sandbox)
+        self.owner = Ownership(runtime, log)
         self.active: ActiveRun | None = None
         self.closed = False
         self._slot = trio.Semaphore(1)
@@ -163,6 +166,9 @@ class Runner:
             self.active = None
         run.done.set()
         self.schedule_expiries()
+        if run.remote or self.log.replaced:  # another store runs the session (or none is left)
+            self._slot.release()
+            return
         if run.trigger in ("follow_up", "steer") and not run.begun:
             # Storage refused to start a queued input: back off instead of spinning.
             self._queue_failures += 1
@@ -209,29 +215,49 @@ class Runner:
     # -- the run task ----------------------------------------------------------------
 
     async def _drive(self, run: ActiveRun, message: Message | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """The run task. Records how the run ended, even when cancelled."""
+        """The run task. Runs the session if this store can own it, else follows the
+        owner; a run that began records how it ended, even when cancelled."""
         task_status.started()
         status: RunStatus = "aborted"
         error: BaseException | None = RunAborted("the run was aborted")
+        watch = trio.CancelScope()
+        owned = False
         self.log.outlet = run.outlet
         try:
             with run.scope:
-                status = await self._execute(run, message)
+                while True:
+                    if await self.owner.take():
+                        owned = True
+                        self._rt.hub.nursery.start_soon(self.owner.watch, run, watch)
+                        if run.handed_over:
+                            run.trigger = "follow_up"  # its message waits in the queue
+                        status = await self._execute(run, message)
+                        break
+                    followed = await self.owner.follow(run, message)
+                    if followed is not None:
+                        status = followed
+                        break
                 error = None
         except Exception as exc:
             status, error = "failed", exc
+            if isinstance(exc, SessionReplaced | OwnerTimeout):
+                run.raise_error = exc
         finally:
+            watch.cancel()
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + self._rt.grace
                 try:
-                    await self._finish(run, status, error)
+                    if not run.remote:
+                        await self._finish(run, status, error, owned=owned)
                 finally:
                     if run.outlet is not None:
                         run.outlet.close()
                     if self.log.outlet is run.outlet:
                         self.log.outlet = None
                     self._run_ended(run)
-                    if status == "failed" and run.begun and self._rt.policy.close_session_on_fatal:
+                    if self.log.replaced:
+                        await self.unload("replaced")
+                    elif status == "failed" and run.begun and self._rt.policy.close_session_on_fatal:
                         await self.unload("fatal")
 
     async def _execute(self, run: ActiveRun, message: Message | None) -> RunStatus:
@@ -267,18 +293,20 @@ class Runner:
 
     # -- ending runs -----------------------------------------------------------------
 
-    async def _finish(self, run: ActiveRun, status: RunStatus, error: BaseException | None) -> None:
+    async def _finish(self, run: ActiveRun, status: RunStatus, error: BaseException | None, *, owned: bool) -> None:
         log = self.log
         info: ErrorInfo | None = None
         if error is not None:
-            info = await self._classify(error)
+            info = await self.step.classify(error)
             log.log.error(
                 "run_failed" if status == "failed" else "run_aborted", run_id=run.id,
                 error=f"{type(error).__name__}: {error}", code=info.code,
             )
-        if not run.begun:
-            # Nothing of this run reached the log: there is no run to end.
+        if not run.begun or log.replaced:
+            # Nothing of this run reached the log (or the log is another session's now).
             run.result = self._result(run, status, info, ())
+            if owned and not log.replaced:
+                await self._release()
             return
         parked = status in ("waiting_approval", "suspended")
         ended = False
@@ -291,7 +319,7 @@ class Runner:
                 await self._close_open_calls(run, why)
                 run.result = await self._record_end(run, status, info)
                 ended = True
-            await log.save_record()
+            await log.save_record(lease=None if owned else KEEP)
         except HarnessError as exc:
             log.log.error("run_end_not_recorded", run_id=run.id, error=str(exc))
             if info is None and not parked:
@@ -301,6 +329,12 @@ class Runner:
             run.result = self._result(run, status, info, log.cached_since(first))
         if parked:
             log.log.info("run_parked", run_id=run.id, status=status)
+
+    async def _release(self) -> None:
+        try:
+            await self.log.save_record(lease=None)
+        except HarnessError as exc:  # it expires on its own
+            self.log.log.warning("lease_not_released", error=str(exc))
 
     def _first_seq(self, run: ActiveRun) -> int:
         info = self.log.run_info(run.id)
@@ -387,24 +421,6 @@ class Runner:
             duration_ms=(time.perf_counter() - run.started) * 1000,
         )
 
-    async def _classify(self, error: BaseException) -> ErrorInfo:
-        """The ErrorInfo users see: a classify_error hook's, else the sanitized one; known
-        secret values are masked either way (a provider may put its key in a message)."""
-        rt = self._rt
-        info: ErrorInfo | None = None
-        if rt.hooks.has("classify_error"):
-            try:
-                custom, _ = await rt.hooks.first("classify_error", error=error, session_id=self.log.id)
-            except PluginError as exc:
-                self.log.log.error("hook_failed", hook="classify_error", error=str(exc))
-                custom = None
-            if isinstance(custom, ErrorInfo):
-                info = custom
-        if info is None:
-            info = sanitize(error, rt.policy)
-        scrub = rt.redactor.scrub
-        return attrs.evolve(info, message=scrub(info.message), stack=scrub(info.stack) if info.stack else None)
-
     # -- acting on a session -----------------------------------------------------------
 
     async def change(self, *payloads: EventPayload) -> None:
@@ -471,8 +487,13 @@ class Runner:
         return result
 
     async def abort(self) -> bool:
-        """Cancel the active run, or end a parked one; whether there was something to end."""
+        """Cancel the active run, or end a parked one; whether there was something to end.
+        A run another store owns is asked to abort (a control event) and waited for."""
         run = self.active
+        if run is None or run.handed_over or self.owner.other_owner() is not None:
+            asked = await self.owner.request_abort()
+            if asked is not None:
+                return asked
         if run is not None:
             run.scope.cancel()
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self._rt.grace):

@@ -164,6 +164,13 @@ class Runtime:
     redactor: Redactor
     hub: Hub
     grace: float = 5.0
+    owner: str = ""
+    """This store's identity in leases: host, pid and a random part."""
+    lease_ttl: float = 30.0
+    poll_interval: float = 0.5
+    owner_timeout: float = 300.0
+    storage_checks_incarnation: bool = True
+    """The storage's ``append`` takes ``incarnation=`` (every backend of this version does)."""
     _mode_tools: dict[str, tuple[dict[str, Tool], tuple[ToolSpec, ...]]] = attrs.field(factory=dict)
 
     def mode_tools(self, mode: str) -> tuple[dict[str, Tool], tuple[ToolSpec, ...]]:

@@ -166,10 +166,12 @@ class Session:
         run = await self._runner.start("send", _as_message(message), model)
         try:
             result: RunResult = await run.wait()
-            return result
         finally:
             if not run.done.is_set():
                 run.scope.cancel()
+        if run.raise_error is not None:
+            raise run.raise_error
+        return result
 
     @asynccontextmanager
     async def stream(self, message: str | Message, *, model: str | None = None) -> AsyncIterator[RunStream]:

@@ -23,6 +23,7 @@ from ._logging import shape
 from ._policy import sanitize
 from ._records import (
     ApprovalRequested,
+    ErrorInfo,
     EventPayload,
     Message,
     MessageAdded,
@@ -81,6 +82,12 @@ class ActiveRun:
     started: float = attrs.Factory(time.perf_counter)
     begun: bool = False
     """``run.started`` is in the log (a run that never began records no end)."""
+    remote: bool = False
+    """Another store ran it: ``result`` was read from the log."""
+    handed_over: bool = False
+    """Its message was queued for another store (the owner) to run."""
+    raise_error: BaseException | None = None
+    """An error the caller gets raised instead of a result (``SessionReplaced``, ``OwnerTimeout``)."""
     partial_text: list[str] = attrs.Factory(list)
     steps: int = 0
     usage: Usage = Usage()
@@ -271,6 +278,24 @@ class Step:
             async for event in events:
                 assembly.feed(event)
         return "".join(assembly.text)
+
+    async def classify(self, error: BaseException) -> ErrorInfo:
+        """The ErrorInfo users see: a classify_error hook's, else the sanitized one; known
+        secret values are masked either way (a provider may put its key in a message)."""
+        rt = self._rt
+        info: ErrorInfo | None = None
+        if rt.hooks.has("classify_error"):
+            try:
+                custom, _ = await rt.hooks.first("classify_error", error=error, session_id=self._log.id)
+            except PluginError as exc:
+                self._log.log.error("hook_failed", hook="classify_error", error=str(exc))
+                custom = None
+            if isinstance(custom, ErrorInfo):
+                info = custom
+        if info is None:
+            info = sanitize(error, rt.policy)
+        scrub = rt.redactor.scrub
+        return attrs.evolve(info, message=scrub(info.message), stack=scrub(info.stack) if info.stack else None)
 
     # -- tool calls ------------------------------------------------------------------
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import inspect
+import math
+import os
+import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -96,7 +101,9 @@ class SessionStore:
         agent = self._rt.agent
         state = converter.unstructure(agent.state()) if agent.state is not None else {}
         now = time.time()
-        return SessionRecord(session_id, agent.name, clean, now, now, mode=agent.default_mode, state=state)
+        return SessionRecord(
+            session_id, agent.name, clean, now, now, mode=agent.default_mode, state=state, incarnation=new_id("inc")
+        )
 
     @asynccontextmanager
     async def _lock_for(self, session_id: str) -> AsyncIterator[None]:
@@ -307,6 +314,9 @@ async def create_session_store(
     tool_options: Mapping[str, Any] | None = None,
     grace_period: float = 5.0,
     hook_deadline: float = 10.0,
+    lease_ttl: float = 30.0,
+    poll_interval: float = 0.5,
+    owner_timeout: float = 300.0,
 ) -> AsyncIterator[SessionStore]:
     """Open a session store; closing the ``async with`` closes it (``aclose``).
 
@@ -318,9 +328,20 @@ async def create_session_store(
     ``grace_period`` bounds the cleanup of a cancelled run or a closing session;
     ``hook_deadline`` bounds each awaited observer hook (one that outlives it is
     cancelled, logged and disabled for that session, and the run goes on).
+
+    One store runs a session at a time: it holds a lease of ``lease_ttl`` seconds,
+    renewed while the run lives. Another store acting on that session appends control
+    events the owner reads every ``poll_interval`` seconds, and waits up to
+    ``owner_timeout`` seconds for the owner's answer (``OwnerTimeout``).
     """
-    if not (isinstance(hook_deadline, int | float) and hook_deadline > 0):
-        raise ConfigError("hook_deadline: expected a positive number of seconds")
+    for name, value in (
+        ("hook_deadline", hook_deadline), ("lease_ttl", lease_ttl), ("poll_interval", poll_interval),
+        ("owner_timeout", owner_timeout),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}")
+    if poll_interval * 3 > lease_ttl:
+        raise ConfigError("poll_interval: must be at most a third of lease_ttl (the lease is renewed between polls)")
     parts = await build_components(
         agent=agent, providers=providers, default_model=default_model, storage=storage,
         storage_options=storage_options, sandbox=sandbox, sandbox_options=sandbox_options,
@@ -335,6 +356,9 @@ async def create_session_store(
                 resources=dict(resources or {}), policy=parts.policy, retry=parts.retry,
                 hooks=HookRunner(parts.registry.pm, parts.log, deadline=hook_deadline),
                 log=parts.log, redactor=parts.redactor, hub=Hub(nursery, parts.log), grace=grace_period,
+                owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}", lease_ttl=lease_ttl,
+                poll_interval=poll_interval, owner_timeout=owner_timeout,
+                storage_checks_incarnation="incarnation" in inspect.signature(parts.storage.append).parameters,
             )
             host_sinks = [sink for sink in parts.sinks if sink not in parts.built_sinks]
             store = SessionStore(runtime, parts.registry, parts.owned, parts.built_sinks, host_sinks)
