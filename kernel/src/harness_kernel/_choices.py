@@ -15,7 +15,7 @@ its validated options are kept, never re-read from a raw table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import attrs
@@ -185,13 +185,23 @@ def resolve_choices(
 
 
 def check_model_ref(ref: str, path: str, namespaces: set[str], errors: list[str]) -> None:
-    """A model ref must read ``<namespace>/<model>`` with a configured namespace."""
+    """A model ref must read ``<namespace>/<model>`` with a configured namespace (not
+    checked when no provider could be resolved: that was reported already)."""
+    problem = model_ref_problem(ref, namespaces or None)
+    if problem is not None:
+        errors.append(f"{path}: {problem}")
+
+
+def model_ref_problem(ref: str, namespaces: Collection[str] | None) -> str | None:
+    """Why ``ref`` is not ``<namespace>/<model>`` with one of ``namespaces`` (any, when
+    ``None``), as a message without a path; ``None`` when it is."""
     namespace, sep, name = ref.partition("/")
     if not (sep and namespace and name):
-        errors.append(f"{path}: model ref '{ref}' must look like '<provider>/<model>'")
-    elif namespaces and namespace not in namespaces:
-        known = ", ".join(sorted(namespaces))
-        errors.append(f"{path}: no configured provider serves '{namespace}/' (configured namespaces: {known})")
+        return f"model ref '{ref}' must look like '<provider>/<model>'"
+    if namespaces is not None and namespace not in namespaces:
+        known = ", ".join(sorted(namespaces)) or "none"
+        return f"no configured provider serves '{namespace}/' (configured namespaces: {known})"
+    return None
 
 
 # -- one plugin ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ._choices import (
     PluginChoice,
     PolicyChoice,
     SinkChoice,
+    model_ref_problem,
     resolve_choices,
 )
 from ._logging import Redactor, build_logger, parse_level
@@ -181,14 +182,11 @@ def served_model_error(ref: str, providers: Mapping[str, ModelProvider]) -> str 
     The namespace must be configured, and a provider that declares its ``models()``
     must list the name; a provider whose ``models()`` is ``None`` accepts any name.
     """
-    namespace, sep, name = ref.partition("/")
-    if not (sep and namespace and name):
-        return f"model ref '{ref}' must look like '<provider>/<model>'"
-    provider = providers.get(namespace)
-    if provider is None:
-        known = ", ".join(sorted(providers)) or "none"
-        return f"no configured provider serves '{namespace}/' (configured namespaces: {known})"
-    models = provider.models()
+    problem = model_ref_problem(ref, providers.keys())
+    if problem is not None:
+        return problem
+    namespace, _, name = ref.partition("/")
+    models = providers[namespace].models()
     if models is not None and name not in models:
         listed = ", ".join(models) or "none"
         return f"provider '{namespace}' does not serve model '{name}' (it serves: {listed})"
