@@ -202,3 +202,18 @@ def test_resolve_choices_collects_problems_without_raising() -> None:
     assert choices is not None
     assert [getattr(p, "plugin", None) for p in choices.providers] == ["scripted"]
     assert choices.error_policy.retry.plugin == "none"
+
+
+async def test_options_passed_beside_a_files_choice_replace_its_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_store_from_config(config, storage_options=...) validates and uses the
+    host's options for the plugin the file chose, as before the hand-over."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    path = _deployment(tmp_path, "scripted/echo")
+    path.write_text(path.read_text() + 'sandbox = { plugin = "noop" }\n')
+    config = load_config(path, environ={})
+    with pytest.raises(ConfigFileError) as caught:
+        async with open_store_from_config(config, sandbox_options={"root": "x"}):
+            pass  # pragma: no cover
+    assert caught.value.errors == ("sandbox.options.root: unknown key (sandbox 'noop' takes no options)",)

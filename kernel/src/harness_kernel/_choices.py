@@ -270,13 +270,18 @@ def _component(
     registry: PluginRegistry, kind: Kind, spec: Any, options: Mapping[str, Any] | None, cls: type, at: str,
     errors: list[str],
 ) -> Any:
-    """An instance, a resolved choice, a ``{"plugin", "options"}`` table or a name."""
-    if isinstance(spec, (cls, PluginChoice)) and options:
+    """An instance, a resolved choice, a ``{"plugin", "options"}`` table or a name.
+
+    Options given beside a resolved choice replace its options (``open_store_from_config``
+    passes a host's ``storage_options=`` over the file's choice that way)."""
+    if isinstance(spec, cls) and options:
         errors.append(f"{at}: options only apply when the plugin is named, not to an instance")
         return None
     if isinstance(spec, cls):
         return spec
     if isinstance(spec, PluginChoice):
+        if options:
+            return _plugin(registry, kind, spec.plugin, options, f"{at}.options", f"{at}.plugin", errors)
         return _resolved(registry, kind, spec, f"{at}.options", f"{at}.plugin", errors)
     if isinstance(spec, Mapping):
         if options:
