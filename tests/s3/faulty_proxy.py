@@ -84,7 +84,7 @@ def _handler(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
             forwarded = {k: v for k, v in self.headers.items() if k.lower() not in proxy.strip_request_headers}
             fault = proxy.take(self.command, self.path) or proxy.precondition_fault(forwarded)
             if fault is None or fault.lost == "response":
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=30)
                 try:
                     conn.request(self.command, self.path, body=body, headers=forwarded)
                     response = conn.getresponse()
