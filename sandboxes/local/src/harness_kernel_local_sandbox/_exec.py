@@ -21,7 +21,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -91,6 +91,8 @@ class Completed:
     stderr: OutputCapture
     timed_out: bool
     duration_ms: float
+    stopped: str | None = None
+    """Why the watchdog stopped the command, when it did."""
 
 
 def _kill_group(pgid: int) -> None:
@@ -143,10 +145,15 @@ async def run_process_group(
     timeout: float | None,
     limit: int,
     running: set[trio.Process],
+    kill_tree: Callable[[], None] | None = None,
+    watchdog: Callable[[], Awaitable[str | None]] | None = None,
 ) -> Completed:
     """Run ``argv`` to completion in its own process group; see the module docstring.
 
     ``running`` holds the process while it runs, so its owner can kill it on close.
+    ``kill_tree`` kills what the command started beyond its group (its cgroup), each
+    time the group is killed. ``watchdog`` runs while the command does; when it returns
+    a reason, the command is killed as at a timeout and ``Completed.stopped`` says why.
     Raises ``SandboxError`` when the program cannot be started. If the caller is
     cancelled, the group is killed and the process reaped before the cancellation
     propagates.
@@ -172,7 +179,22 @@ async def run_process_group(
     out, err = OutputCapture(limit), OutputCapture(limit)
     out_done, err_done = trio.Event(), trio.Event()
     timed_out = False
+    stopped: str | None = None
     reaped = False
+
+    def kill() -> None:
+        _kill_group(process.pid)
+        if kill_tree is not None:
+            kill_tree()
+
+    async def watch(scope: trio.CancelScope) -> None:
+        nonlocal stopped
+        assert watchdog is not None
+        reason = await watchdog()
+        if reason is not None:
+            stopped = reason
+            scope.cancel()
+
     try:
         async with trio.open_nursery() as nursery:
             assert process.stdout is not None
@@ -183,13 +205,17 @@ async def run_process_group(
                 assert process.stdin is not None
                 nursery.start_soon(_feed, process.stdin, stdin)
             with trio.move_on_after(math.inf if timeout is None else timeout) as deadline:
-                await _exited(process)
-            if deadline.cancelled_caught:
-                timed_out = True
-                _kill_group(process.pid)
+                async with trio.open_nursery() as waiting:
+                    if watchdog is not None:
+                        waiting.start_soon(watch, waiting.cancel_scope)
+                    await _exited(process)
+                    waiting.cancel_scope.cancel()
+            if deadline.cancelled_caught or stopped is not None:
+                timed_out = stopped is None
+                kill()
                 await _exited(process)
             # The leader has exited but is not reaped yet: its pid still names the group.
-            _kill_group(process.pid)
+            kill()
             await process.wait()
             reaped = True
             running.discard(process)  # from here on its pid may name someone else
@@ -199,7 +225,7 @@ async def run_process_group(
             nursery.cancel_scope.cancel()
     finally:
         if not reaped:
-            _kill_group(process.pid)
+            kill()
             with trio.CancelScope(shield=True, deadline=trio.current_time() + REAP_GRACE):
                 await process.wait()
         running.discard(process)
@@ -209,7 +235,7 @@ async def run_process_group(
                     await stream.aclose()
     returncode = process.returncode
     assert returncode is not None
-    return Completed(returncode, out, err, timed_out, (time.perf_counter() - started) * 1000)
+    return Completed(returncode, out, err, timed_out, (time.perf_counter() - started) * 1000, stopped)
 
 
 def kill_running(running: set[trio.Process]) -> None:

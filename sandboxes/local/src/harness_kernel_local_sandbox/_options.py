@@ -7,6 +7,8 @@ from typing import Literal
 
 import attrs
 
+from ._limits import CommandLimits
+
 __all__ = ["DEFAULT_PATH", "LocalSandboxOptions"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -41,6 +43,17 @@ class LocalSandboxOptions:
     """``bwrap`` only: extra host paths made visible read-only (a toolchain, a venv)."""
     bwrap: str = "bwrap"
     """The bubblewrap program: a name looked up on the host's PATH, or a path."""
+    limits: CommandLimits = attrs.field(factory=CommandLimits)
+    """What each command may use (CPU, memory, processes, file size, open files); on by
+    default. ``exec(..., limits={...})`` overrides them for one command."""
+    disk_quota_bytes: int | None = 4 << 30
+    """Most disk a session's work directory may take (``None``: no quota)."""
+    cgroup: Literal["auto", "off"] = "auto"
+    """``auto``: a cgroup per command for memory and processes where the host allows it;
+    ``off``: ``setrlimit`` only."""
+    cgroup_parent: str | None = None
+    """A cgroup v2 directory delegated to the sandbox (with ``memory`` and ``pids``), for
+    hosts where the sandbox's own cgroup cannot have children with controllers."""
 
     def __attrs_post_init__(self) -> None:
         # ValueError: the kernel reports it with the options' path when it validates a table.
@@ -60,6 +73,12 @@ class LocalSandboxOptions:
             raise ValueError("max_file_bytes: must be positive")
         if self.default_timeout is not None and not self.default_timeout > 0:
             raise ValueError("default_timeout: must be a positive number of seconds")
+        if self.disk_quota_bytes is not None and (
+            isinstance(self.disk_quota_bytes, bool) or self.disk_quota_bytes < 0
+        ):
+            raise ValueError("disk_quota_bytes: must be a number of bytes (0 or more) or null")
+        if self.cgroup_parent is not None and not self.cgroup_parent.startswith("/"):
+            raise ValueError(f"cgroup_parent: {self.cgroup_parent!r} must be an absolute path")
         for index, path in enumerate(self.ro_binds):
             if not path.startswith("/"):
                 raise ValueError(f"ro_binds[{index}]: {path!r} must be an absolute path")

@@ -23,7 +23,7 @@ import attrs
 
 from harness_kernel.errors import SandboxError, SandboxPathError
 
-__all__ = ["list_dir", "read_file", "resolve_dir", "split_user_path", "write_file"]
+__all__ = ["allocated", "list_dir", "read_file", "resolve_dir", "split_user_path", "write_file"]
 
 MAX_SYMLINKS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -232,6 +232,23 @@ def read_file(workdir: str, user_path: str, max_bytes: int) -> bytes:
         raise _os_error(exc, user_path, "read") from exc
     finally:
         os.close(fd)
+
+
+def allocated(workdir: str, user_path: str) -> int:
+    """Bytes allocated to the file ``user_path`` leads to; 0 when it does not exist yet."""
+    try:
+        resolved = resolve(workdir, user_path, action="write")
+    except SandboxError:
+        return 0  # a missing parent: the write creates it (refused there if the path is bad)
+    try:
+        if resolved.name is None:
+            return 0
+        try:
+            return os.stat(resolved.name, dir_fd=resolved.parent_fd, follow_symlinks=False).st_blocks * 512
+        except OSError:
+            return 0
+    finally:
+        resolved.close()
 
 
 def write_file(workdir: str, user_path: str, data: bytes) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, final
 
 import trio
@@ -24,9 +26,20 @@ from harness_kernel.contracts import (
 )
 from harness_kernel.errors import ConfigError, SandboxError
 
-from . import _paths
+from . import _paths, _quota
 from ._bwrap import bwrap_argv, probe_bwrap
-from ._exec import kill_running, run_process_group
+from ._cgroup import CgroupPool, CgroupSlot, detect
+from ._exec import Completed, kill_running, run_process_group
+from ._limits import (
+    CommandLimits,
+    LimitName,
+    Rlimits,
+    exit_limit,
+    nproc_flag,
+    user_tasks,
+    wrapper_argv,
+    wrapper_failed,
+)
 from ._options import LocalSandboxOptions
 
 __all__ = ["LocalSandbox", "LocalSandboxSession", "workspace_name"]
@@ -34,6 +47,17 @@ __all__ = ["LocalSandbox", "LocalSandboxSession", "workspace_name"]
 T = TypeVar("T")
 THREADS = 8
 """File operations of one sandbox running at once in worker threads."""
+WATCH_INTERVAL = 0.05
+"""Seconds between two looks at a running command's cgroup counters."""
+DISK_WATCH_MIN = 0.05
+"""Seconds at least between two measurements of the work directory while a command runs
+(more when measuring is slow: at most a twentieth of the time goes to it)."""
+BWRAP_TASKS = 2
+"""Processes bubblewrap itself keeps in a command's cgroup (its monitor and the
+namespace's init), added to the process limit so that it counts the command's own."""
+DRAIN_TRIES = 200
+
+_log = logging.getLogger("harness_kernel_local_sandbox")
 
 
 def workspace_name(session_id: str) -> str:
@@ -79,6 +103,53 @@ class LocalSandbox(Sandbox):
             )
         self._limiter = trio.CapacityLimiter(THREADS)
         self._live: dict[str, set[LocalSandboxSession]] = {}
+        self.cgroups: CgroupPool | None = None
+        cgroup_problem = "turned off (cgroup = 'off')"
+        if options.cgroup == "auto":
+            hierarchies = detect(options.cgroup_parent)
+            if hierarchies:
+                self.cgroups, cgroup_problem = CgroupPool.open(hierarchies)
+            else:
+                cgroup_problem = "no cgroup hierarchy with memory or pids controllers this process may use"
+        controllers = self.cgroups.controllers if self.cgroups is not None else {}
+        self._root_user = os.geteuid() == 0
+        self._nproc_flag = nproc_flag() if "pids" not in controllers else "-u"
+        # RLIMIT_NPROC counts every process of the user: allow the command its own on top.
+        self._user_tasks = user_tasks() if "pids" not in controllers and not self._root_user else 0
+        self.limit_mechanisms = self._describe(controllers, cgroup_problem)
+        _log.info(
+            "local sandbox limits: %s",
+            "; ".join(f"{name}: {how}" for name, how in self.limit_mechanisms.items()),
+        )
+
+    def _describe(self, controllers: Mapping[str, int], cgroup_problem: str) -> dict[str, str]:
+        memory = (
+            f"cgroup v{controllers['memory']} memory (resident memory of the whole tree)"
+            if "memory" in controllers
+            else f"setrlimit RLIMIT_AS (address space, per process; no cgroup: {cgroup_problem})"
+        )
+        if "pids" in controllers:
+            processes = f"cgroup v{controllers['pids']} pids (processes and threads of the whole tree)"
+        elif self._root_user:
+            processes = (
+                "not enforced: running as root, where RLIMIT_NPROC does not bind, "
+                f"and no cgroup ({cgroup_problem})"
+            )
+        else:
+            processes = f"setrlimit RLIMIT_NPROC (all processes of the user; no cgroup: {cgroup_problem})"
+        quota = self.options.disk_quota_bytes
+        return {
+            "cpu": "setrlimit RLIMIT_CPU (CPU seconds per process)",
+            "memory": memory,
+            "processes": processes,
+            "file_size": "setrlimit RLIMIT_FSIZE (per file written)",
+            "open_files": "setrlimit RLIMIT_NOFILE (per process)",
+            "disk": (
+                "off" if quota is None else
+                f"{quota} bytes per work directory: checked on write_file; for commands "
+                "RLIMIT_FSIZE at the space left, measured while they run and after"
+            ),
+        }
 
     def workdir(self, session_id: str) -> str:
         """The absolute path of the session's work directory (it may not exist)."""
@@ -122,10 +193,26 @@ class LocalSandbox(Sandbox):
             raise SandboxError(f"cannot remove the work directory of session '{session_id}'") from exc
 
     async def aclose(self) -> None:
-        """Kill every command still running in any workspace."""
+        """Kill every command still running in any workspace; remove the sandbox's cgroups."""
         for boxes in list(self._live.values()):
             for box in list(boxes):
                 await box.close("store_closed")
+        if self.cgroups is not None:
+            self.cgroups.close()
+
+    def rlimits(self, limits: CommandLimits, file_size: int | None) -> Rlimits:
+        """The ``setrlimit`` part of ``limits``: what no cgroup enforces already."""
+        controllers = self.cgroups.controllers if self.cgroups is not None else {}
+        processes = None
+        if limits.processes is not None and "pids" not in controllers and not self._root_user:
+            processes = limits.processes + self._user_tasks
+        return Rlimits(
+            cpu_seconds=limits.cpu_seconds,
+            address_space=limits.memory_bytes if "memory" not in controllers else None,
+            processes=processes,
+            file_size=file_size,
+            open_files=limits.open_files,
+        )
 
     def _forget(self, box: LocalSandboxSession) -> None:
         boxes = self._live.get(box.session_id)
@@ -162,6 +249,8 @@ class LocalSandboxSession(SandboxSession):
         self.workdir = workdir
         self._running: set[trio.Process] = set()
         self._closed = False
+        self._usage: int | None = None
+        """Bytes the work directory takes, as last measured plus writes since."""
 
     def _check_open(self) -> None:
         if self._closed:
@@ -175,16 +264,23 @@ class LocalSandboxSession(SandboxSession):
         env: Mapping[str, str] | None = None,
         stdin: bytes | str | None = None,
         timeout: float | None = None,
+        limits: CommandLimits | Mapping[str, int | None] | None = None,
     ) -> ExecResult:
         """Run an argv list, or a string with ``/bin/sh -c``, in the work directory.
 
         See ``SandboxSession.exec``. A command killed by a signal has ``exit_code=None``
         and ``signal`` set (under ``bwrap``: exit code ``128 + N``, as a shell reports it,
         except for timeouts, which always report ``SIGKILL``).
+
+        ``limits`` overrides the sandbox's ``limits`` option for this command: a whole
+        ``CommandLimits``, or a mapping of some of its fields (``{"cpu_seconds": 5}``).
+        A command stopped by a limit returns normally, with ``ExecResult.limit`` naming it.
         """
         self._check_open()
         program = _argv(command)
         sandbox = self.sandbox
+        options = sandbox.options
+        applied = options.limits.overridden(limits)
         if cwd is None:
             directory = self.workdir
         else:
@@ -194,12 +290,20 @@ class LocalSandboxSession(SandboxSession):
         if data is not None and not isinstance(data, bytes | bytearray):
             raise SandboxError(f"stdin must be bytes or str, not {type(stdin).__name__}")
         if timeout is None:
-            timeout = sandbox.options.default_timeout
+            timeout = options.default_timeout
         if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
             raise SandboxError("timeout must be a positive number of seconds")
+        quota = options.disk_quota_bytes
+        file_size = applied.file_size_bytes
+        size_is_quota = False
+        used_before = 0
+        if quota is not None:
+            used_before = await self._measured_usage()
+            left = max(0, quota - used_before)
+            if file_size is None or left < file_size:
+                file_size, size_is_quota = left, True
         argv = program
         if sandbox.bwrap is not None:
-            options = sandbox.options
             argv = [
                 *bwrap_argv(
                     sandbox.bwrap, workdir=self.workdir, cwd=directory,
@@ -207,15 +311,37 @@ class LocalSandboxSession(SandboxSession):
                 ),
                 *program,
             ]
-        completed = await run_process_group(
-            argv,
-            cwd=directory,
-            env=environment,
-            stdin=bytes(data) if data is not None else None,
-            timeout=timeout,
-            limit=sandbox.options.max_output_bytes,
-            running=self._running,
-        )
+        rlimits = sandbox.rlimits(applied, file_size)
+        slot = self._cgroup_slot(applied)
+        try:
+            procs = slot.procs_files if slot is not None else []
+            wrapped = wrapper_argv(argv, rlimits=rlimits, cgroup_procs=procs, nproc_flag=sandbox._nproc_flag)
+            if wrapped is not argv and sandbox.bwrap is None:
+                _check_program(program[0], environment["PATH"], directory)
+            before = slot.counters() if slot is not None else (0, 0)
+            started = time.time()
+            completed = await run_process_group(
+                wrapped,
+                cwd=directory,
+                env=environment,
+                stdin=bytes(data) if data is not None else None,
+                timeout=timeout,
+                limit=options.max_output_bytes,
+                running=self._running,
+                kill_tree=slot.kill if slot is not None else None,
+                watchdog=self._watchdog(slot, before) if slot is not None or quota is not None else None,
+            )
+            after = before
+            if slot is not None:
+                await _drain(slot)
+                after = slot.counters()
+        finally:
+            if slot is not None and sandbox.cgroups is not None:
+                sandbox.cgroups.release(slot)
+        usage = None
+        if quota is not None:
+            usage = await sandbox.run_in_thread(_quota.measure, self.workdir, started)
+            self._usage = usage.allocated
         stderr = completed.stderr.text()
         code = completed.returncode
         if (
@@ -228,6 +354,14 @@ class LocalSandboxSession(SandboxSession):
             # bubblewrap itself failed (most often: the program does not exist).
             reason = stderr.removeprefix("bwrap: ").strip().splitlines()[0]
             raise SandboxError(f"cannot start command '{program[0]}': {reason}")
+        if wrapper_failed(code, stderr):
+            raise SandboxError(f"cannot start command '{program[0]}': its limits could not be applied")
+        limit = _verdict(completed, before, after, usage, used_before, quota, file_size, size_is_quota)
+        if limit is not None:
+            _log.info(
+                "command stopped by a sandbox limit",
+                extra={"session_id": self.session_id, "limit": limit, "program": program[0]},
+            )
         return ExecResult(
             exit_code=code if code >= 0 else None,
             stdout=completed.stdout.text(),
@@ -237,7 +371,59 @@ class LocalSandboxSession(SandboxSession):
             stdout_truncated=completed.stdout.truncated,
             stderr_truncated=completed.stderr.truncated,
             duration_ms=completed.duration_ms,
+            limit=limit,
         )
+
+    def _cgroup_slot(self, limits: CommandLimits) -> CgroupSlot | None:
+        pool = self.sandbox.cgroups
+        if pool is None or (limits.memory_bytes is None and limits.processes is None):
+            return None
+        processes = limits.processes
+        if processes is not None and self.sandbox.bwrap is not None:
+            processes += BWRAP_TASKS
+        try:
+            slot = pool.acquire()
+        except OSError as exc:
+            raise SandboxError(f"cannot make the command's cgroup: {exc.strerror or exc}") from exc
+        try:
+            slot.configure(limits.memory_bytes, processes)
+        except OSError as exc:
+            pool.release(slot)
+            raise SandboxError(f"cannot set the command's cgroup limits: {exc.strerror or exc}") from exc
+        return slot
+
+    def _watchdog(self, slot: CgroupSlot | None, before: tuple[int, int]) -> Callable[[], Awaitable[str | None]]:
+        """Stops a command at a limit it reached while running: processes, memory, disk."""
+        quota = self.sandbox.options.disk_quota_bytes
+
+        async def watch() -> str | None:
+            next_disk = trio.current_time() + DISK_WATCH_MIN
+            while True:
+                await trio.sleep(WATCH_INTERVAL)
+                if slot is not None:
+                    try:
+                        oom, refused = slot.counters()
+                    except OSError:
+                        oom, refused = before
+                    if refused > before[1]:
+                        return "processes"
+                    if oom > before[0]:
+                        return "memory"
+                if quota is not None and trio.current_time() >= next_disk:
+                    began = time.perf_counter()
+                    usage = await self.sandbox.run_in_thread(_quota.measure, self.workdir, None)
+                    if usage.allocated >= quota:
+                        return "disk"
+                    cost = time.perf_counter() - began
+                    next_disk = trio.current_time() + max(DISK_WATCH_MIN, 20 * cost)
+
+        return watch
+
+    async def _measured_usage(self) -> int:
+        if self._usage is None:
+            usage = await self.sandbox.run_in_thread(_quota.measure, self.workdir, None)
+            self._usage = usage.allocated
+        return self._usage
 
     async def read_file(self, path: str) -> bytes:
         self._check_open()
@@ -257,7 +443,28 @@ class LocalSandboxSession(SandboxSession):
         limit = self.sandbox.options.max_file_bytes
         if len(data) > limit:
             raise SandboxError(f"cannot write '{path}': {len(data)} bytes is more than the sandbox's limit of {limit}")
+        quota = self.sandbox.options.disk_quota_bytes
+        if quota is not None:
+            await self._check_quota(path, len(data), quota)
         await self.sandbox.run_in_thread(_paths.write_file, self.workdir, path, data)
+        if self._usage is not None:
+            # The old content's blocks are not subtracted: an overestimate until the next
+            # measurement, never a write let through over the quota.
+            self._usage += _quota.allocation(len(data))
+
+    async def _check_quota(self, path: str, size: int, quota: int) -> None:
+        needed = _quota.allocation(size)
+        if await self._measured_usage() + needed <= quota:
+            return
+        # Near the quota: measure afresh, and count what the write replaces.
+        usage = await self.sandbox.run_in_thread(_quota.measure, self.workdir, None)
+        replaced = await self.sandbox.run_in_thread(_paths.allocated, self.workdir, path)
+        self._usage = usage.allocated
+        if usage.allocated - replaced + needed > quota:
+            raise SandboxError(
+                f"cannot write '{path}': the session's disk quota of {quota} bytes would be exceeded "
+                f"(the work directory takes {usage.allocated} bytes; this file needs {needed})"
+            )
 
     async def list_dir(self, path: str = ".") -> list[DirEntry]:
         self._check_open()
@@ -287,6 +494,70 @@ def _argv(command: Sequence[str] | str) -> list[str]:
         if "\x00" in arg:
             raise SandboxError("command arguments must not contain NUL bytes")
     return argv
+
+
+def _check_program(name: str, path: str, cwd: str) -> None:
+    """Refuse a program that is not there, as starting it directly would have.
+
+    With limits, the command is started by a wrapper shell, whose own ``exec`` failure
+    would read as exit status 127 rather than the ``SandboxError`` callers rely on.
+    """
+    if "/" in name:
+        candidate = os.path.join(cwd, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return
+        reason = "Permission denied" if os.path.exists(candidate) else "No such file or directory"
+    elif shutil.which(name, path=path) is not None:
+        return
+    else:
+        reason = "No such file or directory"
+    raise SandboxError(f"cannot start command '{name}': {reason}")
+
+
+async def _drain(slot: CgroupSlot) -> None:
+    """Kill what is left in the command's cgroup until it is empty (a fork bomb refills it
+    between two passes, but not past ``pids.max``, and killed processes fork no more)."""
+    with trio.CancelScope(shield=True):
+        for _ in range(DRAIN_TRIES):
+            if not slot.pids():
+                return
+            slot.kill()
+            await trio.sleep(0.005)
+
+
+def _verdict(
+    completed: Completed,
+    before: tuple[int, int],
+    after: tuple[int, int],
+    usage: _quota.Usage | None,
+    used_before: int,
+    quota: int | None,
+    file_size: int | None,
+    size_is_quota: bool,
+) -> LimitName | None:
+    """Which limit stopped the command, from what it left behind (see ``_limits``)."""
+    if completed.timed_out:
+        return None
+    if completed.stopped is not None:
+        return completed.stopped  # type: ignore[return-value]
+    if after[0] > before[0]:
+        return "memory"
+    if after[1] > before[1]:
+        return "processes"
+    size_limit: LimitName = "disk" if size_is_quota else "file_size"
+    by_status = exit_limit(completed.returncode)
+    if by_status == "file_size":
+        return size_limit
+    if by_status is not None:
+        return by_status
+    if quota is not None and usage is not None and usage.allocated > max(quota, used_before):
+        return "disk"
+    # A process cut at the file size limit whose parent carried on (a shell script):
+    # a file written during the command reached the limit exactly.
+    cap = (file_size // 512) * 512 if file_size is not None else 0
+    if usage is not None and cap > 0 and usage.largest_file >= cap:
+        return size_limit
+    return None
 
 
 def _make_workdir(workdir: str) -> None:
