@@ -17,6 +17,7 @@ import trio
 
 from ._agent import Agent
 from ._log import SessionLog
+from ._loopcheck import require_trio
 from ._plugins import HookRunner, PluginInfo, PluginRegistry
 from ._policy import ErrorPolicy
 from ._records import Message, Remember, RunResult, SessionRecord, new_id
@@ -334,6 +335,7 @@ async def create_session_store(
     events the owner reads every ``poll_interval`` seconds, and waits up to
     ``owner_timeout`` seconds for the owner's answer (``OwnerTimeout``).
     """
+    require_trio("create_session_store")
     for name, value in (
         ("hook_deadline", hook_deadline), ("lease_ttl", lease_ttl), ("poll_interval", poll_interval),
         ("owner_timeout", owner_timeout),
