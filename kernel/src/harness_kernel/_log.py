@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, final
 
 import attrs
@@ -315,15 +315,20 @@ class SessionLog:
         if isinstance(payload, RunFinished) or (isinstance(payload, MessageAdded) and payload.message.role == "assistant"):
             self._streaming, self._tool_buffers = [], {}
 
-    async def append(self, run_id: str | None, *payloads: EventPayload) -> list[Event]:
+    async def append(
+        self, run_id: str | None, *payloads: EventPayload, still_valid: Callable[[], None] | None = None
+    ) -> list[Event]:
         """Append events durably (one commit), then fold and publish them.
 
         When another writer moved the log ahead, its events are read and folded first.
-        If they are only what any process may add while another runs the session (queued
-        inputs, resolutions, settings, abort requests), the append is retried after them;
-        otherwise ``SessionConflict`` is raised and nothing is forked or overwritten. A
-        session deleted or created again meanwhile raises ``SessionReplaced``.
+        The append is retried after them when either side is only what any process may
+        add while another runs the session (queued inputs, resolutions, settings, abort
+        requests), after ``still_valid()`` (which raises if the change no longer makes
+        sense) approves; otherwise ``SessionConflict`` is raised and nothing is forked or
+        overwritten. A session deleted or created again meanwhile raises
+        ``SessionReplaced``.
         """
+        commutes = all(isinstance(p, _FROM_ANYONE) for p in payloads)
         async with self._write_lock:
             for attempt in range(APPEND_RETRIES):
                 now = time.time()
@@ -336,11 +341,15 @@ class SessionLog:
                     raise self._replaced_error() from exc
                 except Conflict as exc:
                     caught = await self._catch_up()
-                    if attempt == APPEND_RETRIES - 1 or not all(isinstance(e.payload, _FROM_ANYONE) for e in caught):
-                        raise SessionConflict(
-                            f"session '{self.id}' was changed by another writer; this run stopped and "
-                            "the session reloaded the newer history"
-                        ) from exc
+                    theirs_commute = all(isinstance(e.payload, _FROM_ANYONE) for e in caught)
+                    if attempt < APPEND_RETRIES - 1 and (commutes or theirs_commute):
+                        if still_valid is not None:
+                            still_valid()
+                        continue
+                    raise SessionConflict(
+                        f"session '{self.id}' was changed by another writer; this run stopped and "
+                        "the session reloaded the newer history"
+                    ) from exc
             for event in events:
                 self._apply(event)
         for event in events:

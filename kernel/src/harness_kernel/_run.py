@@ -443,24 +443,39 @@ class Runner:
         if remember not in (None, "tool", "category"):
             raise InvalidArgument("remember must be None, 'tool' or 'category'")
         async with self._resolving:
-            fold = self.log.fold
-            handle = fold.pending.get(approval_id)
-            if handle is None:
-                if approval_id in fold.resolved:
-                    raise ApprovalAlreadyResolved(
-                        f"approval '{approval_id}' in session '{self.log.id}' was already resolved"
-                    )
-                raise UnknownApproval(f"no pending approval '{approval_id}' in session '{self.log.id}'")
+            handle = self._pending_approval(approval_id)
             payloads: list[EventPayload] = [ApprovalResolved(approval_id, approved, reason, remember)]
+            grants = self.log.fold.grants
             if remember is not None:
                 grant = _grant_for(handle, remember)
-                if grant not in fold.grants:
-                    payloads.append(GrantsChanged((*fold.grants, grant)))
-            await self.log.append(handle.run_id or None, *payloads)
+                if grant not in grants:
+                    payloads.append(GrantsChanged((*grants, grant)))
+            # Another process may have answered it meanwhile: re-checked after catching up.
+            await self.log.append(
+                handle.run_id or None, *payloads, still_valid=lambda: self._check_pending(approval_id)
+            )
         timer = self._timers.pop(approval_id, None)
         if timer is not None:
             timer.cancel()
         return await self._continue_parked()
+
+    def _pending_approval(self, approval_id: str) -> ApprovalHandle:
+        fold = self.log.fold
+        handle = fold.pending.get(approval_id)
+        if handle is not None:
+            return handle
+        if approval_id in fold.resolved:
+            raise ApprovalAlreadyResolved(f"approval '{approval_id}' in session '{self.log.id}' was already resolved")
+        raise UnknownApproval(f"no pending approval '{approval_id}' in session '{self.log.id}'")
+
+    def _check_pending(self, approval_id: str) -> None:
+        self._pending_approval(approval_id)
+
+    def _pending_suspension(self, call_id: str) -> None:
+        if call_id not in self.log.fold.suspensions:
+            raise UnknownSuspension(
+                f"no pending suspension for call '{call_id}' in session '{self.log.id}' (unknown or already resumed)"
+            )
 
     async def resume(self, call_id: str, data: Any) -> RunResult | None:
         self.check_open()
@@ -470,12 +485,12 @@ class Runner:
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"resume data must be JSON-serializable: {exc}") from None
         async with self._resolving:
-            handle = self.log.fold.suspensions.get(call_id)
-            if handle is None:
-                raise UnknownSuspension(
-                    f"no pending suspension for call '{call_id}' in session '{self.log.id}' (unknown or already resumed)"
-                )
-            await self.log.append(handle.run_id or None, SuspensionResolved(call_id, value))
+            self._pending_suspension(call_id)
+            handle = self.log.fold.suspensions[call_id]
+            await self.log.append(
+                handle.run_id or None, SuspensionResolved(call_id, value),
+                still_valid=lambda: self._pending_suspension(call_id),
+            )
         return await self._continue_parked()
 
     async def _continue_parked(self) -> RunResult | None:
