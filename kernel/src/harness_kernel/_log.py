@@ -390,13 +390,14 @@ class SessionLog:
             await self._publish(event)
         return events
 
-    async def save_record(self, *, lease: Lease | _Keep | None = KEEP) -> None:
+    async def save_record(self, *, lease: Lease | _Keep | None = KEEP, snapshot: bool = True) -> None:
         """Write the record with the fold's snapshot (compare-and-swap on ``revision``).
 
         ``lease``: ``KEEP`` the stored one, set this store's, or ``None`` to release this
-        store's (another store's lease is never cleared). When another writer saved first,
-        the newer events are folded and the save retried on its revision; setting a lease
-        while another store's is live raises ``LeaseHeld``.
+        store's (another store's lease is never cleared). ``snapshot=False`` writes only
+        the lease, leaving the stored snapshot (still true up to its ``last_seq``). When
+        another writer saved first, the newer events are folded and the save retried on
+        its revision; setting a lease while another store's is live raises ``LeaseHeld``.
         """
         owner = self._rt.owner
         for _ in range(SAVE_RETRIES):
@@ -405,11 +406,14 @@ class SessionLog:
             if lease is None and base.lease is not None and base.lease.owner != owner:
                 wanted = base.lease
             fold = self.fold
-            record = attrs.evolve(
-                base, mode=fold.mode, model=fold.model, state=dict(fold.state), usage=fold.usage,
-                status=fold.status, last_seq=fold.last_seq, updated_at=time.time(),
-                revision=base.revision + 1, snapshot=fold.snapshot(), lease=wanted,
-            )
+            if snapshot:
+                record = attrs.evolve(
+                    base, mode=fold.mode, model=fold.model, state=dict(fold.state), usage=fold.usage,
+                    status=fold.status, last_seq=fold.last_seq, updated_at=time.time(),
+                    revision=base.revision + 1, snapshot=fold.snapshot(), lease=wanted,
+                )
+            else:
+                record = attrs.evolve(base, revision=base.revision + 1, lease=wanted)
             try:
                 await self._rt.storage.save(record, expected_revision=base.revision)
             except (IncarnationMismatch, SessionNotFound) as exc:

@@ -54,7 +54,7 @@ class Ownership:
             if self.other_owner() is not None:
                 return False
         try:
-            await self._log.save_record(lease=self._mine())
+            await self._log.save_record(lease=self._mine(), snapshot=False)
         except LeaseHeld:
             return False
         return True
@@ -69,7 +69,7 @@ class Ownership:
                 try:
                     await log.sync()
                     if trio.current_time() >= renew_at:
-                        await log.save_record(lease=self._mine())
+                        await log.save_record(lease=self._mine(), snapshot=False)
                         renew_at = trio.current_time() + rt.lease_ttl / 3
                 except LeaseHeld as exc:
                     log.log.error("lease_lost", run_id=run.id, owner=exc.lease.owner)
