@@ -32,10 +32,43 @@ def bwrap_problem() -> str | None:
     return None
 
 
+def missing(component: str, problem: str) -> None:
+    """Skip a test whose component this host lacks; under ``CI=true`` fail instead:
+    CI installs every component (``.ci/run``), so a missing one there is a broken CI."""
+    message = f"{component} is unusable on this host, so it cannot be tested here: {problem}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def needs_bwrap() -> None:
     problem = bwrap_problem()
     if problem is not None:
-        pytest.skip(f"isolation 'bwrap' is unusable on this host, so it cannot be tested here: {problem}")
+        missing("isolation 'bwrap'", problem)
+
+
+@functools.cache
+def cgroup_problem() -> str | None:
+    """Why commands get no cgroup for memory and processes here, or ``None`` when they do."""
+    root = tempfile.mkdtemp(prefix="hk-cgroup-probe-")
+    try:
+        sandbox = LocalSandbox(LocalSandboxOptions(root=root))
+        try:
+            controllers = sandbox.cgroups.controllers if sandbox.cgroups is not None else {}
+            if {"memory", "pids"} <= set(controllers):
+                return None
+            return f"{sandbox.limit_mechanisms['memory']}; {sandbox.limit_mechanisms['processes']}"
+        finally:
+            if sandbox.cgroups is not None:
+                sandbox.cgroups.close()
+    finally:
+        os.rmdir(root)
+
+
+def needs_cgroup() -> None:
+    problem = cgroup_problem()
+    if problem is not None:
+        missing("a cgroup per command (memory and pids)", problem)
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -23,14 +23,23 @@ def isolation(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_sandbox(tmp_path: os.PathLike[str]) -> Callable[..., LocalSandbox]:
-    """``make_sandbox(isolation=..., **options)``: a sandbox rooted in the test's directory."""
+def make_sandbox(tmp_path: os.PathLike[str]) -> Iterator[Callable[..., LocalSandbox]]:
+    """``make_sandbox(isolation=..., **options)``: a sandbox rooted in the test's directory.
+
+    Its cgroups are removed after the test, whether or not the test closed it.
+    """
+    made: list[LocalSandbox] = []
 
     def make(**options: object) -> LocalSandbox:
         options.setdefault("root", os.path.join(os.fspath(tmp_path), "root"))
-        return LocalSandbox(LocalSandboxOptions(**options))  # type: ignore[arg-type]
+        sandbox = LocalSandbox(LocalSandboxOptions(**options))  # type: ignore[arg-type]
+        made.append(sandbox)
+        return sandbox
 
-    return make
+    yield make
+    for sandbox in made:
+        if sandbox.cgroups is not None:
+            sandbox.cgroups.close()
 
 
 @pytest.fixture

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from harness_kernel.contracts import ExecResult, SessionInfo
+from harness_kernel_local_sandbox import (
+    LIMIT_NAMES,
+    CommandLimits,
+    LocalSandbox,
+    LocalSandboxOptions,
+)
+from harness_kernel_tools import shell_kit
+from harness_kernel_tools._shell import format_result
 from tests.tools.conftest import Kit
 
 
@@ -35,3 +44,31 @@ async def test_long_output_keeps_its_start_and_end(make_shell) -> None:
     shell = make_shell(max_output_chars=100)
     text = await shell("shell", command="printf '%050d' 0 | tr 0 A; printf '%0100d' 0 | tr 0 B; printf '%050d' 0 | tr 0 C")
     assert text == "exit code: 0\nstdout:\n" + "A" * 50 + "\n[... 100 characters omitted ...]\n" + "C" * 50
+
+
+async def test_shell_names_the_limit_that_stopped_a_command(tmp_path) -> None:
+    """A command stopped by a sandbox limit says which one, after how it ended."""
+    sandbox = LocalSandbox(
+        LocalSandboxOptions(
+            root=str(tmp_path / "limited"),
+            limits=CommandLimits(cpu_seconds=1, file_size_bytes=4096),
+        )
+    )
+    box = await sandbox.open(SessionInfo("limited", "agent"))
+    shell = Kit(shell_kit(), box)
+    try:
+        spun = await shell("shell", command="while :; do :; done", timeout=60)
+        assert spun == "killed by SIGXCPU\nstopped by the sandbox: the command reached its CPU time limit\n(no output)"
+        cut = await shell("shell", command="head -c 65536 /dev/zero > big; echo carried on", timeout=60)
+        assert cut.startswith("exit code: 0\nstopped by the sandbox: the command reached its file size limit\n")
+        assert (await shell("shell", command="echo fine")) == "exit code: 0\nstdout:\nfine"
+    finally:
+        await sandbox.aclose()
+
+
+def test_every_limit_has_words_for_the_model() -> None:
+    """Each limit the sandbox reports reads as a phrase; an unknown one still shows its name."""
+    for name in LIMIT_NAMES:
+        text = format_result(ExecResult(exit_code=None, signal=9, limit=name), 10, 1000)
+        assert text.startswith("killed by SIGKILL\nstopped by the sandbox: the command reached ")
+    assert "its gpu limit" in format_result(ExecResult(exit_code=1, limit="gpu"), 10, 1000)

@@ -11,6 +11,14 @@ from ._options import ShellKitOptions, approval_for
 
 __all__ = ["format_result", "shell_kit"]
 
+LIMIT_TEXT = {
+    "cpu": "its CPU time limit",
+    "memory": "its memory limit",
+    "processes": "its process limit",
+    "file_size": "its file size limit",
+    "disk": "the workspace's disk quota",
+}
+
 
 def shell_kit(options: ShellKitOptions | None = None) -> list[Tool]:
     """The tools of the ``shell`` kit, configured by ``options``."""
@@ -67,6 +75,9 @@ def format_result(result: ExecResult, timeout: float, limit: int) -> str:
         status = f"killed by {name}"
     else:
         status = f"exit code: {result.exit_code}"
+    if result.limit is not None:
+        reached = LIMIT_TEXT.get(result.limit, f"its {result.limit} limit")
+        status += f"\nstopped by the sandbox: the command reached {reached}"
     parts = [status]
     stdout, stderr = result.stdout, result.stderr
     if stdout and stderr:

@@ -4,7 +4,9 @@ Configure it with ``create_session_store(sandbox="local", sandbox_options={...})
 ``harness.toml`` under ``[sandbox]``; the options are ``LocalSandboxOptions``. Isolation
 ``"none"`` runs commands as the host user with a minimal environment; ``"bwrap"`` runs
 them inside bubblewrap (read-only system, writable work directory, no network, own
-PID namespace). See ``docs/sandboxes.md``.
+PID namespace). Every command runs under ``CommandLimits`` (CPU, memory, processes,
+file size, open files) and each work directory under a disk quota; ``ExecResult.limit``
+names the limit that stopped a command. See ``docs/sandboxes.md``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from harness_kernel import hookimpl
 from harness_kernel.hookspecs import Register
 
 from ._exec import OutputCapture
+from ._limits import LIMIT_NAMES, CommandLimits, LimitName
 from ._options import DEFAULT_PATH, LocalSandboxOptions
 from ._sandbox import LocalSandbox, LocalSandboxSession, workspace_name
 
 __all__ = [
     "DEFAULT_PATH",
+    "LIMIT_NAMES",
+    "CommandLimits",
+    "LimitName",
     "LocalSandbox",
     "LocalSandboxOptions",
     "LocalSandboxSession",

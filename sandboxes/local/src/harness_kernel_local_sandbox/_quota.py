@@ -19,15 +19,17 @@ __all__ = ["BLOCK", "Usage", "allocation", "measure"]
 
 BLOCK = 4096
 """The allocation unit assumed for a file written through the file API."""
+TICK = 0.005
+"""Seconds a file's modification time may lag the clock (a 250 Hz kernel tick)."""
 
 
 @attrs.frozen
 class Usage:
-    """Bytes allocated under the work directory, and the size of its largest file (of
-    those changed since the time given to ``measure``)."""
+    """Bytes allocated under the work directory, and the files (inode, modification time)
+    of exactly the size ``cap`` given to ``measure`` changed since the time given."""
 
     allocated: int
-    largest_file: int
+    at_cap: frozenset[tuple[int, int]] = frozenset()
 
 
 def allocation(size: int) -> int:
@@ -35,14 +37,16 @@ def allocation(size: int) -> int:
     return -(-size // BLOCK) * BLOCK
 
 
-def measure(workdir: str, since: float | None) -> Usage:
+def measure(workdir: str, since: float | None = None, cap: int | None = None) -> Usage:
     """Walk ``workdir`` and add up what it holds (entries that vanish meanwhile are skipped).
 
-    ``since`` (a ``time.time()``): only files modified from then on count for the largest.
+    With ``cap`` and ``since`` (a ``time.time()``): also the regular files of ``cap`` bytes
+    modified from then on, the ones a file size limit of ``cap`` may have cut.
     """
-    # File times come from a coarse kernel clock, a tick behind time.time().
-    changed_after = -1.0 if since is None else since - 1.0
-    allocated = largest = 0
+    # File times may come from a coarse kernel clock, up to a tick behind time.time().
+    changed_after = -1.0 if since is None else since - TICK
+    allocated = 0
+    at_cap: set[tuple[int, int]] = set()
     pending = [workdir]
     while pending:
         directory = pending.pop()
@@ -57,11 +61,12 @@ def measure(workdir: str, since: float | None) -> Usage:
                     if stat.S_ISDIR(info.st_mode):
                         pending.append(entry.path)
                     elif (
-                        stat.S_ISREG(info.st_mode)
-                        and info.st_size > largest
+                        cap is not None
+                        and info.st_size == cap
+                        and stat.S_ISREG(info.st_mode)
                         and info.st_mtime >= changed_after
                     ):
-                        largest = info.st_size
+                        at_cap.add((info.st_ino, info.st_mtime_ns))
         except OSError:  # removed, or unreadable (a command's chmod): not counted
             continue
-    return Usage(allocated, largest)
+    return Usage(allocated, frozenset(at_cap))

@@ -251,6 +251,8 @@ class LocalSandboxSession(SandboxSession):
         self._closed = False
         self._usage: int | None = None
         """Bytes the work directory takes, as last measured plus writes since."""
+        self._at_cap: frozenset[tuple[int, int]] = frozenset()
+        """Files at the last command's file size limit, as it left them."""
 
     def _check_open(self) -> None:
         if self._closed:
@@ -339,9 +341,12 @@ class LocalSandboxSession(SandboxSession):
             if slot is not None and sandbox.cgroups is not None:
                 sandbox.cgroups.release(slot)
         usage = None
+        cap = (file_size // 512) * 512 if file_size else None
+        seen_at_cap = self._at_cap
         if quota is not None:
-            usage = await sandbox.run_in_thread(_quota.measure, self.workdir, started)
+            usage = await sandbox.run_in_thread(_quota.measure, self.workdir, started, cap)
             self._usage = usage.allocated
+            self._at_cap = usage.at_cap
         stderr = completed.stderr.text()
         code = completed.returncode
         if (
@@ -356,7 +361,8 @@ class LocalSandboxSession(SandboxSession):
             raise SandboxError(f"cannot start command '{program[0]}': {reason}")
         if wrapper_failed(code, stderr):
             raise SandboxError(f"cannot start command '{program[0]}': its limits could not be applied")
-        limit = _verdict(completed, before, after, usage, used_before, quota, file_size, size_is_quota)
+        cut = bool(usage.at_cap - seen_at_cap) if usage is not None else False
+        limit = _verdict(completed, before, after, usage, used_before, quota, cut, size_is_quota)
         if limit is not None:
             _log.info(
                 "command stopped by a sandbox limit",
@@ -532,7 +538,7 @@ def _verdict(
     usage: _quota.Usage | None,
     used_before: int,
     quota: int | None,
-    file_size: int | None,
+    cut: bool,
     size_is_quota: bool,
 ) -> LimitName | None:
     """Which limit stopped the command, from what it left behind (see ``_limits``)."""
@@ -552,10 +558,9 @@ def _verdict(
         return by_status
     if quota is not None and usage is not None and usage.allocated > max(quota, used_before):
         return "disk"
-    # A process cut at the file size limit whose parent carried on (a shell script):
-    # a file written during the command reached the limit exactly.
-    cap = (file_size // 512) * 512 if file_size is not None else 0
-    if usage is not None and cap > 0 and usage.largest_file >= cap:
+    # A process cut at the file size limit whose parent carried on (a shell script): a
+    # file changed during the command, not there so before, holds exactly the limit.
+    if cut:
         return size_limit
     return None
 
