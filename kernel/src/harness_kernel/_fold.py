@@ -45,6 +45,7 @@ from ._records import (
     UsageRecorded,
 )
 from .codec import converter
+from .errors import ApprovalAlreadyResolved, UnknownApproval, UnknownSuspension
 
 __all__ = ["ApprovalHandle", "RunInfo", "SessionFold", "SnapshotInvalid", "SuspensionHandle"]
 
@@ -214,6 +215,24 @@ class SessionFold:
             usage=self.usage,
             last_error=self.last_error,
         )
+
+    def pending_approval(self, approval_id: str) -> ApprovalHandle:
+        """The pending approval; ``ApprovalAlreadyResolved`` or ``UnknownApproval`` otherwise."""
+        handle = self.pending.get(approval_id)
+        if handle is not None:
+            return handle
+        if approval_id in self.resolved:
+            raise ApprovalAlreadyResolved(f"approval '{approval_id}' in session '{self.session_id}' was already resolved")
+        raise UnknownApproval(f"no pending approval '{approval_id}' in session '{self.session_id}'")
+
+    def pending_suspension(self, call_id: str) -> SuspensionHandle:
+        """The pending suspension of ``call_id``; ``UnknownSuspension`` otherwise."""
+        handle = self.suspensions.get(call_id)
+        if handle is None:
+            raise UnknownSuspension(
+                f"no pending suspension for call '{call_id}' in session '{self.session_id}' (unknown or already resumed)"
+            )
+        return handle
 
     # -- the reducer -----------------------------------------------------------------
 

@@ -43,7 +43,6 @@ from ._step import IN_DOUBT, SUSPENSION_CANCELLED, ActiveRun, Step, unresolved_c
 from .codec import converter, dumps
 from .contracts import SandboxSession, SessionInfo
 from .errors import (
-    ApprovalAlreadyResolved,
     HarnessError,
     InvalidArgument,
     MaxStepsExceeded,
@@ -52,8 +51,6 @@ from .errors import (
     SessionClosed,
     SessionReplaced,
     StoreClosed,
-    UnknownApproval,
-    UnknownSuspension,
 )
 
 __all__ = ["QUEUE_RETRY_DELAYS", "Runner"]
@@ -423,15 +420,24 @@ class Runner:
 
     # -- acting on a session -----------------------------------------------------------
 
+    async def _write(self, run_id: str | None, *payloads: EventPayload, still_valid: Any = None, save: bool = False) -> None:
+        """Append for a caller (and save the record); a replaced session is unloaded."""
+        try:
+            await self.log.append(run_id, *payloads, still_valid=still_valid)
+            if save:
+                await self.log.save_record()
+        except SessionReplaced:
+            await self.unload("replaced")
+            raise
+
     async def change(self, *payloads: EventPayload) -> None:
         """Append a change of settings (in the active run, if one works) and save the record."""
         self.check_open()
-        await self.log.append(self.active.id if self.active else None, *payloads)
-        await self.log.save_record()
+        await self._write(self.active.id if self.active else None, *payloads, save=True)
 
     async def queue(self, kind: InputKind, message: Message) -> None:
         self.check_open()
-        await self.log.append(self.active.id if self.active else None, InputQueued(kind, message))
+        await self._write(self.active.id if self.active else None, InputQueued(kind, message))
         self._queue_failures = 0
         self.wake()
 
@@ -443,39 +449,19 @@ class Runner:
         if remember not in (None, "tool", "category"):
             raise InvalidArgument("remember must be None, 'tool' or 'category'")
         async with self._resolving:
-            handle = self._pending_approval(approval_id)
+            handle = self.log.fold.pending_approval(approval_id)
             payloads: list[EventPayload] = [ApprovalResolved(approval_id, approved, reason, remember)]
             grants = self.log.fold.grants
             if remember is not None:
                 grant = _grant_for(handle, remember)
                 if grant not in grants:
                     payloads.append(GrantsChanged((*grants, grant)))
-            # Another process may have answered it meanwhile: re-checked after catching up.
-            await self.log.append(
-                handle.run_id or None, *payloads, still_valid=lambda: self._check_pending(approval_id)
-            )
+            # Another process may have answered it meanwhile: checked again after catching up.
+            await self._write(handle.run_id or None, *payloads, still_valid=lambda: self.log.fold.pending_approval(approval_id))
         timer = self._timers.pop(approval_id, None)
         if timer is not None:
             timer.cancel()
         return await self._continue_parked()
-
-    def _pending_approval(self, approval_id: str) -> ApprovalHandle:
-        fold = self.log.fold
-        handle = fold.pending.get(approval_id)
-        if handle is not None:
-            return handle
-        if approval_id in fold.resolved:
-            raise ApprovalAlreadyResolved(f"approval '{approval_id}' in session '{self.log.id}' was already resolved")
-        raise UnknownApproval(f"no pending approval '{approval_id}' in session '{self.log.id}'")
-
-    def _check_pending(self, approval_id: str) -> None:
-        self._pending_approval(approval_id)
-
-    def _pending_suspension(self, call_id: str) -> None:
-        if call_id not in self.log.fold.suspensions:
-            raise UnknownSuspension(
-                f"no pending suspension for call '{call_id}' in session '{self.log.id}' (unknown or already resumed)"
-            )
 
     async def resume(self, call_id: str, data: Any) -> RunResult | None:
         self.check_open()
@@ -485,11 +471,9 @@ class Runner:
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"resume data must be JSON-serializable: {exc}") from None
         async with self._resolving:
-            self._pending_suspension(call_id)
-            handle = self.log.fold.suspensions[call_id]
-            await self.log.append(
-                handle.run_id or None, SuspensionResolved(call_id, value),
-                still_valid=lambda: self._pending_suspension(call_id),
+            handle = self.log.fold.pending_suspension(call_id)
+            await self._write(
+                handle.run_id or None, SuspensionResolved(call_id, value), still_valid=lambda: self.log.fold.pending_suspension(call_id)
             )
         return await self._continue_parked()
 
