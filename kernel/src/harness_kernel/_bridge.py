@@ -106,27 +106,34 @@ class Job(Generic[T]):
 
 
 class Kernel:
-    """One running trio kernel: a nursery and the token hosts reach it through.
+    """One running trio kernel: nurseries and the token hosts reach it through.
 
     Subclasses start it (guest mode, a thread) and call ``serve`` as trio's main.
     """
 
     def __init__(self) -> None:
         self._token: trio.lowlevel.TrioToken | None = None
-        self._nursery: trio.Nursery | None = None
+        self._calls: trio.Nursery | None = None
+        self._stores: trio.Nursery | None = None
+        self._holds: set[Hold[Any]] = set()
         self._stop: trio.Event | None = None
 
     async def serve(self, ready: Callable[[], None]) -> None:
-        """The kernel's trio main: hold the nursery until ``stop``; jobs left then are
-        cancelled (a store left open closes, shielded and bounded by its grace)."""
+        """The kernel's trio main, until ``request_stop``. Stores still open then are
+        closed first, as their hosts would (runs aborted and recorded, streams and
+        subscriptions ending as they do when a store closes); calls left after that
+        are cancelled."""
         self._stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            self._token = trio.lowlevel.current_trio_token()
-            ready()
-            await self._stop.wait()
-            nursery.cancel_scope.cancel()
-        self._nursery = None
+        async with trio.open_nursery() as calls:
+            self._calls = calls
+            async with trio.open_nursery() as stores:
+                self._stores = stores
+                self._token = trio.lowlevel.current_trio_token()
+                ready()
+                await self._stop.wait()
+                for hold in list(self._holds):
+                    hold.release()
+            calls.cancel_scope.cancel()
 
     def soon(self, fn: Callable[..., object], *args: Any) -> None:
         """Run the plain function ``fn(*args)`` in trio soon (from any thread)."""
@@ -137,15 +144,25 @@ class Kernel:
         except trio.RunFinishedError:
             raise kernel_stopped() from None
 
-    def submit(self, job: Job[Any]) -> None:
-        """Start ``job`` in the kernel's nursery (from any thread)."""
-        self.soon(self._spawn, job)
+    def submit(self, job: Job[Any], store: Hold[Any] | None = None) -> None:
+        """Start ``job`` in the kernel (from any thread); ``store`` is given when the job
+        holds a store open, which then closes before other jobs are cancelled."""
+        self.soon(self._spawn, job, store)
 
-    def _spawn(self, job: Job[Any]) -> None:
-        if self._nursery is None or self._stop is None or self._stop.is_set():
+    def _spawn(self, job: Job[Any], store: Hold[Any] | None) -> None:
+        if self._calls is None or self._stores is None or self._stop is None or self._stop.is_set():
             job.fail()
+        elif store is not None:
+            self._holds.add(store)
+            self._stores.start_soon(self._hold_store, job, store)
         else:
-            self._nursery.start_soon(job.run)
+            self._calls.start_soon(job.run)
+
+    async def _hold_store(self, job: Job[Any], store: Hold[Any]) -> None:
+        try:
+            await job.run()
+        finally:
+            self._holds.discard(store)
 
     def request_stop(self) -> None:
         """Ask the kernel to finish (from any thread); a no-op once it has."""

@@ -136,6 +136,15 @@ KERNELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GuestKernel] = (
 
 async def acquire() -> GuestKernel:
     try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        pass
+    else:
+        raise HarnessError(
+            "harness_kernel.asyncio was called from inside trio; a trio program uses "
+            "harness_kernel.create_session_store directly"
+        )
+    try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         raise HarnessError("harness_kernel.asyncio needs a running asyncio loop") from None
@@ -245,6 +254,7 @@ async def held(
     kernel: GuestKernel,
     open_cm: Callable[[], AbstractAsyncContextManager[_T]],
     pump: Pump | None = None,
+    store: bool = False,
 ) -> AsyncIterator[_T]:
     """Hold a trio context manager open in a kernel task for as long as this block,
     pumping what it yields when ``pump`` is given. Leaving early stops the pump, so the
@@ -259,7 +269,7 @@ async def held(
         settle(done, outcome)
 
     job: Job[Any] = Job(hold, (), report)
-    kernel.submit(job)
+    kernel.submit(job, hold if store else None)
     try:
         first = await asyncio.shield(opened)
     except asyncio.CancelledError:

@@ -189,6 +189,7 @@ def held(
     portal: Portal,
     open_cm: Callable[[], AbstractAsyncContextManager[_T]],
     pump: Pump | None = None,
+    store: bool = False,
 ) -> Iterator[_T]:
     """Hold a trio context manager open in a kernel task for as long as this block,
     pumping what it yields when ``pump`` is given (see ``harness_kernel.asyncio``)."""
@@ -211,7 +212,7 @@ def held(
 
     hold = Hold(open_cm, on_open, pump)
     job: Job[Any] = Job(hold, (), report)
-    portal.submit(job)
+    portal.submit(job, hold if store else None)
     wait_or_cancel(opened, lambda: portal.soon(job.cancel))
     value: _T = first[0].unwrap()
 

@@ -370,7 +370,7 @@ async def _open(
 ) -> AsyncIterator[SessionStore]:
     kernel = await acquire()
     try:
-        async with held(kernel, open_cm) as store:
+        async with held(kernel, open_cm, store=True) as store:
             yield SessionStore(kernel, store)
     finally:
         await kernel.release()

@@ -51,6 +51,7 @@ from . import create_session_store as _trio_create_session_store
 from . import open_store_from_config as _trio_open_store_from_config
 from ._portal import Buffer, Portal, acquire, held, release
 from .contracts import Page, SessionStorage
+from .errors import StoreClosed
 
 __all__ = [
     "RunStream",
@@ -285,7 +286,10 @@ class SessionStore:
 
     @property
     def closed(self) -> bool:
-        return self._portal.read(lambda: self._store.closed)
+        try:
+            return self._portal.read(lambda: self._store.closed)
+        except StoreClosed:  # the kernel itself has finished
+            return True
 
     def plugins(self) -> builtins.list[PluginInfo]:
         return self._portal.read(self._store.plugins)
@@ -363,7 +367,7 @@ def _open(
 ) -> Iterator[SessionStore]:
     portal = acquire()
     try:
-        with held(portal, open_cm) as store:
+        with held(portal, open_cm, store=True) as store:
             yield SessionStore(portal, store)
     finally:
         release(portal)
