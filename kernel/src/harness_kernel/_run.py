@@ -38,6 +38,7 @@ from ._records import (
     TextPart,
     new_id,
 )
+from ._resolve import served_model_error
 from ._runtime import Runtime, StoreEvent
 from ._step import IN_DOUBT, SUSPENSION_CANCELLED, ActiveRun, Step, unresolved_calls
 from .codec import converter, dumps
@@ -51,6 +52,7 @@ from .errors import (
     SessionClosed,
     SessionReplaced,
     StoreClosed,
+    UnknownModel,
 )
 
 __all__ = ["QUEUE_RETRY_DELAYS", "Runner"]
@@ -89,7 +91,11 @@ class Runner:
         return self._rt.grace
 
     def resolve_model(self, ref: str) -> None:
-        """``UnknownModel`` unless a configured provider serves ``ref``."""
+        """``UnknownModel`` unless a configured provider serves ``ref`` (its namespace,
+        and the name too when the provider lists its ``models()``)."""
+        problem = served_model_error(ref, self._rt.providers) if isinstance(ref, str) else None
+        if problem is not None:
+            raise UnknownModel(problem)
         self._rt.resolve_model(ref)
 
     @property
@@ -127,7 +133,7 @@ class Runner:
             model_ref = (info.model if info is not None else None) or self.model
         else:
             model_ref = model or self.model
-        self._rt.resolve_model(model_ref)  # a bad ref is the caller's error, before anything runs
+        self.resolve_model(model_ref)  # a bad ref is the caller's error, before anything runs
         self._queue_failures = 0
         await self._slot.acquire()
         try:
