@@ -35,13 +35,14 @@ def boom(_request):
 
 
 async def test_internal_errors_are_sanitized_unless_the_policy_exposes_them() -> None:
-    """Users see 'internal error' by default; the host may expose the message and stack."""
+    """Users see 'internal error' by default; the host may expose the message and stack,
+    with the password of a URL in it masked all the same."""
     async with open_store({"main": boom}) as store:
         result = await store.send("s", "hi")
     assert (result.status, result.error.code, result.error.message, result.error.stack) == ("failed", "internal", "internal error", None)
     async with open_store({"main": boom}, error_policy={"expose_internal_errors": True, "include_stack": True}) as store:
         result = await store.send("s", "hi")
-    assert result.error.message == "ValueError: secret internals: dsn=postgres://u:pw@db"
+    assert result.error.message == "ValueError: secret internals: dsn=postgres://u:[redacted]@db"
     assert "Traceback" in result.error.stack
     assert "boom" in result.error.stack
 

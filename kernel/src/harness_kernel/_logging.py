@@ -2,8 +2,10 @@
 
 No global structlog configuration is touched: each store builds its own logger, so two
 stores in one process log to their own sinks. Redaction runs before any sink sees a
-record: sensitive keys are masked wherever they nest, and configured secret values
-(API keys from provider options, values the host lists) are cut out of every string.
+record: sensitive keys are masked wherever they nest, and every string (exception text
+included) goes through ``_secrets.SecretValues.mask``: URL passwords and other
+credentials by their shape, and the configured secret values (API keys from provider
+options, values the host lists) whatever their length.
 """
 
 from __future__ import annotations
@@ -14,15 +16,12 @@ from typing import Any
 
 import structlog
 
-from ._secrets import MASK as MASK  # re-exported until config.py imports it from _secrets
-from ._secrets import SENSITIVE_NAME, SecretValues, sensitive_names
+from ._secrets import MASK, SecretValues, sensitive_names
 from .contracts import LOG_LEVELS, LogSink
 
 __all__ = ["LEVELS", "Redactor", "SinkFanout", "build_logger", "parse_level", "shape"]
 
 LEVELS = LOG_LEVELS
-# Until config.py and _resolve.py import it from ``_secrets`` (as SENSITIVE_NAME).
-SENSITIVE_KEY = SENSITIVE_NAME
 
 
 def parse_level(level: str | int) -> int:
@@ -48,17 +47,22 @@ def shape(value: Any) -> Any:
 
 
 class Redactor:
-    """A structlog processor masking sensitive keys and known secret values."""
+    """A structlog processor masking sensitive keys, credentials and known secret values.
+
+    ``keys`` (a host's ``redact_keys``) widen the sensitive names, both for record keys
+    and for ``name=value`` pairs inside strings.
+    """
 
     def __init__(self, values: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
-        self._secrets = SecretValues(values)
         self._keys = sensitive_names(keys)
+        self._secrets = SecretValues(values, names=self._keys)
 
     def add_values(self, values: Iterable[str]) -> None:
-        self._secrets = SecretValues([*self._secrets.ordered, *values])
+        self._secrets = SecretValues([*self._secrets.values, *values], names=self._keys)
 
     def scrub(self, text: str) -> str:
-        """``text`` with every known secret value masked."""
+        """``text`` as users may see it: credentials and every known secret value masked
+        (the run loop masks the errors it reports with this too)."""
         return self._secrets.mask(text)
 
     def _clean(self, value: Any, depth: int = 0) -> Any:
