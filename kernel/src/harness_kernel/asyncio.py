@@ -22,7 +22,8 @@ asyncio task awaiting one cancels the call as cancelling a trio caller does, so 
 fed in batches: everything the kernel produced in one trio tick wakes the reader once.
 
 Code the kernel calls (tools, hooks, context providers, providers) runs in trio, as
-it does under ``trio.run``.
+it does under ``trio.run``; so do the methods of the plugin objects ``store.storage``
+and ``store.log_sinks`` hand out: go through the store and its sessions instead.
 """
 
 from __future__ import annotations
