@@ -254,3 +254,29 @@ async def test_a_bad_remember_is_an_invalid_argument_and_changes_nothing(remembe
         assert isinstance(info.value, ValueError)
         assert session.last_seq == before
         assert len(session.pending_approvals) == 1
+
+
+async def test_a_cancelled_caller_of_stream_aborts_the_run() -> None:
+    """A trio caller whose cancel scope fires while it iterates a stream: the run is
+    aborted and recorded, not left running."""
+    gate = trio.Event()
+
+    async def stalls(request: ModelRequest) -> Any:
+        from harness_kernel import TextDelta
+
+        yield TextDelta("part")
+        await gate.wait()
+
+    storage = MemoryStorage()
+    async with create_session_store(
+        agent=define_agent(name="a"), providers=[ScriptedProvider({"main": stalls})], default_model="scripted/main",
+        storage=storage, autoload_plugins=False,
+    ) as store:
+        session = await store.create("s1")
+        with trio.move_on_after(1):
+            async with session.stream("hi") as events:
+                async for _ in events:
+                    pass
+        assert not session.is_running
+        [finished] = [e for e in await storage.read("s1") if e.type == "run.finished"]
+        assert finished.payload.status == "aborted"

@@ -117,7 +117,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 def test_the_core_imports_point_one_way() -> None:
     """_store -> _session -> _run -> _log -> _runtime, never back."""
     graph = _graph()
-    order = ["_store", "_session", "_run", "_step", "_log", "_fold", "_runtime"]
+    order = ["_store", "_session", "_run", "_end", "_owner", "_step", "_log", "_fold", "_runtime"]
     for index, lower in enumerate(order):
         for upper in order[:index]:
             assert f"harness_kernel.{upper}" not in graph[f"harness_kernel.{lower}"], f"{lower} imports {upper}"

@@ -46,7 +46,11 @@ class DisplayState:
 
     @property
     def is_running(self) -> bool:
-        return self.open_run is not None and not self.pending_approvals and not self.pending_suspensions
+        return (
+            self.open_run is not None
+            and not self.pending_approvals
+            and not self.pending_suspensions
+        )
 
 
 @attrs.frozen

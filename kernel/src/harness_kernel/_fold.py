@@ -106,8 +106,17 @@ class RunInfo:
 
     def summary(self) -> RunSummary:
         return RunSummary(
-            self.run_id, self.status, self.started_at, self.first_seq, self.finished_at,
-            self.last_seq, self.model, self.mode, self.usage, self.error, self.steps,
+            self.run_id,
+            self.status,
+            self.started_at,
+            self.first_seq,
+            self.finished_at,
+            self.last_seq,
+            self.model,
+            self.mode,
+            self.usage,
+            self.error,
+            self.steps,
         )
 
 
@@ -165,7 +174,13 @@ class SessionFold:
         "usage",
     )
 
-    def __init__(self, session_id: str, mode: str, model: str | None = None, state: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        mode: str,
+        model: str | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
         self.session_id = session_id
         self.mode = mode
         self.model = model
@@ -200,7 +215,9 @@ class SessionFold:
             return "waiting_approval"
         return "running" if self.open_run is not None else "idle"
 
-    def display(self, streaming_text: str = "", tool_buffers: Mapping[str, str] | None = None) -> DisplayState:
+    def display(
+        self, streaming_text: str = "", tool_buffers: Mapping[str, str] | None = None
+    ) -> DisplayState:
         """The UI snapshot: this fold plus what is streaming now."""
         return DisplayState(
             mode=self.mode,
@@ -222,7 +239,9 @@ class SessionFold:
         if handle is not None:
             return handle
         if approval_id in self.resolved:
-            raise ApprovalAlreadyResolved(f"approval '{approval_id}' in session '{self.session_id}' was already resolved")
+            raise ApprovalAlreadyResolved(
+                f"approval '{approval_id}' in session '{self.session_id}' was already resolved"
+            )
         raise UnknownApproval(f"no pending approval '{approval_id}' in session '{self.session_id}'")
 
     def pending_suspension(self, call_id: str) -> SuspensionHandle:
@@ -264,7 +283,9 @@ class SessionFold:
             if info is not None:
                 info.usage = info.usage + payload.usage
         elif isinstance(payload, RunStarted) and run_id:
-            self.runs[run_id] = RunInfo(run_id, "running", event.at, event.seq, model=payload.model, mode=payload.mode)
+            self.runs[run_id] = RunInfo(
+                run_id, "running", event.at, event.seq, model=payload.model, mode=payload.mode
+            )
             self.last_error = None
             self.open_run = run_id
         elif isinstance(payload, RunFinished) and run_id:
@@ -272,7 +293,10 @@ class SessionFold:
             if ended is None:
                 ended = self.runs[run_id] = RunInfo(run_id, "running", event.at, event.seq)
             ended.status, ended.finished_at, ended.last_seq, ended.error = (
-                payload.status, event.at, event.seq, payload.error
+                payload.status,
+                event.at,
+                event.seq,
+                payload.error,
             )
             self.last_error = payload.error
             self.abort_requests.discard(run_id)
@@ -285,8 +309,15 @@ class SessionFold:
         elif isinstance(payload, ApprovalRequested):
             self._mark_run(run_id, "waiting_approval")
             self.pending[payload.approval_id] = ApprovalHandle(
-                payload.approval_id, self.session_id, run_id or "", payload.call_id, payload.tool,
-                payload.arguments, payload.category, event.at, payload.expires_at,
+                payload.approval_id,
+                self.session_id,
+                run_id or "",
+                payload.call_id,
+                payload.tool,
+                payload.arguments,
+                payload.category,
+                event.at,
+                payload.expires_at,
             )
         elif isinstance(payload, ApprovalResolved):
             handle = self.pending.pop(payload.approval_id, None)
@@ -300,7 +331,12 @@ class SessionFold:
         elif isinstance(payload, SuspensionRequested):
             self._mark_run(run_id, "suspended")
             self.suspensions[payload.call_id] = SuspensionHandle(
-                payload.call_id, self.session_id, run_id or "", payload.tool, payload.payload, event.at
+                payload.call_id,
+                self.session_id,
+                run_id or "",
+                payload.tool,
+                payload.payload,
+                event.at,
             )
         elif isinstance(payload, SuspensionResolved):
             if self.suspensions.pop(payload.call_id, None) is not None:
@@ -335,16 +371,30 @@ class SessionFold:
         open_info = self.runs.get(self.open_run) if self.open_run else None
         data: dict[str, Any] = converter.unstructure(
             _Snapshot(
-                SNAPSHOT_VERSION, self.last_seq, self.mode, self.model, self.state, self.usage,
-                self.grants, open_info, list(self.pending.values()), self.resolutions,
-                list(self.resolved), self.started, list(self.suspensions.values()),
-                self.suspension_results, self.inbox, self.last_error,
+                SNAPSHOT_VERSION,
+                self.last_seq,
+                self.mode,
+                self.model,
+                self.state,
+                self.usage,
+                self.grants,
+                open_info,
+                list(self.pending.values()),
+                self.resolutions,
+                list(self.resolved),
+                self.started,
+                list(self.suspensions.values()),
+                self.suspension_results,
+                self.inbox,
+                self.last_error,
             )
         )
         return data
 
     @classmethod
-    def from_snapshot(cls, session_id: str, data: Mapping[str, Any] | None, last_seq: int) -> SessionFold:
+    def from_snapshot(
+        cls, session_id: str, data: Mapping[str, Any] | None, last_seq: int
+    ) -> SessionFold:
         """The fold a snapshot stands for; ``SnapshotInvalid`` if it cannot be trusted."""
         if not data:
             raise SnapshotInvalid("no snapshot")

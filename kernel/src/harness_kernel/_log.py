@@ -62,8 +62,14 @@ SAVE_RETRIES = 5
 # What any process may append while another one runs the session: appending after them
 # keeps their meaning (the owner applies them at its next step boundary).
 _FROM_ANYONE = (
-    InputQueued, AbortRequested, ApprovalResolved, SuspensionResolved, GrantsChanged, ModeChanged,
-    ModelChanged, StateChanged,
+    InputQueued,
+    AbortRequested,
+    ApprovalResolved,
+    SuspensionResolved,
+    GrantsChanged,
+    ModeChanged,
+    ModelChanged,
+    StateChanged,
 )
 
 
@@ -144,7 +150,9 @@ class _History:
 class SessionLog:
     """One loaded session's log. Build with ``created`` or ``hydrate``."""
 
-    def __init__(self, runtime: Runtime, record: SessionRecord, fold: SessionFold, history: _History) -> None:
+    def __init__(
+        self, runtime: Runtime, record: SessionRecord, fold: SessionFold, history: _History
+    ) -> None:
         self._rt = runtime
         self._record = record
         self._history = history
@@ -156,7 +164,9 @@ class SessionLog:
         self.disabled_hooks: set[str] = set()
         self.outlet: Outlet | None = None
         """The stream of the run working now, if someone streams it."""
-        self.log = runtime.log.bind(session_id=record.id, **({"labels": dict(record.labels)} if record.labels else {}))
+        self.log = runtime.log.bind(
+            session_id=record.id, **({"labels": dict(record.labels)} if record.labels else {})
+        )
         self._write_lock = trio.Lock()
         self._read_lock = trio.Lock()
         self._streaming: list[str] = []  # stream-only: the answer being streamed
@@ -166,7 +176,9 @@ class SessionLog:
     @classmethod
     def created(cls, runtime: Runtime, record: SessionRecord) -> SessionLog:
         """The log of a session just created (nothing to read)."""
-        fold = SessionFold(record.id, record.mode or runtime.agent.default_mode, record.model, record.state)
+        fold = SessionFold(
+            record.id, record.mode or runtime.agent.default_mode, record.model, record.state
+        )
         return cls(runtime, record, fold, _History(0))
 
     @classmethod
@@ -187,7 +199,9 @@ class SessionLog:
             repaired = None
         except SnapshotInvalid as why:
             tail = await storage.read(record.id)
-            fold = SessionFold(record.id, record.mode or runtime.agent.default_mode, record.model, record.state)
+            fold = SessionFold(
+                record.id, record.mode or runtime.agent.default_mode, record.model, record.state
+            )
             log = cls(runtime, record, fold, _History(0))
             repaired = str(why)
         for event in tail:
@@ -312,11 +326,16 @@ class SessionLog:
         if added is not None:
             self._history.add(event.seq, added)
         payload = event.payload
-        if isinstance(payload, RunFinished) or (isinstance(payload, MessageAdded) and payload.message.role == "assistant"):
+        if isinstance(payload, RunFinished) or (
+            isinstance(payload, MessageAdded) and payload.message.role == "assistant"
+        ):
             self._streaming, self._tool_buffers = [], {}
 
     async def append(
-        self, run_id: str | None, *payloads: EventPayload, still_valid: Callable[[], None] | None = None
+        self,
+        run_id: str | None,
+        *payloads: EventPayload,
+        still_valid: Callable[[], None] | None = None,
     ) -> list[Event]:
         """Append events durably (one commit), then fold and publish them.
 
@@ -333,7 +352,10 @@ class SessionLog:
             for attempt in range(APPEND_RETRIES):
                 now = time.time()
                 last = self.fold.last_seq
-                events = [Event(last + i, payload, now, run_id) for i, payload in enumerate(payloads, start=1)]
+                events = [
+                    Event(last + i, payload, now, run_id)
+                    for i, payload in enumerate(payloads, start=1)
+                ]
                 try:
                     await self._storage_append(events, last)
                     break
@@ -358,7 +380,9 @@ class SessionLog:
 
     async def _storage_append(self, events: list[Event], last: int) -> None:
         if self._rt.storage_checks_incarnation:
-            await self._rt.storage.append(self.id, events, expected_seq=last, incarnation=self.incarnation or None)
+            await self._rt.storage.append(
+                self.id, events, expected_seq=last, incarnation=self.incarnation or None
+            )
         else:
             await self._rt.storage.append(self.id, events, expected_seq=last)
 
@@ -390,7 +414,9 @@ class SessionLog:
             await self._publish(event)
         return events
 
-    async def save_record(self, *, lease: Lease | _Keep | None = KEEP, snapshot: bool = True) -> None:
+    async def save_record(
+        self, *, lease: Lease | _Keep | None = KEEP, snapshot: bool = True
+    ) -> None:
         """Write the record with the fold's snapshot (compare-and-swap on ``revision``).
 
         ``lease``: ``KEEP`` the stored one, set this store's, or ``None`` to release this
@@ -408,9 +434,17 @@ class SessionLog:
             fold = self.fold
             if snapshot:
                 record = attrs.evolve(
-                    base, mode=fold.mode, model=fold.model, state=dict(fold.state), usage=fold.usage,
-                    status=fold.status, last_seq=fold.last_seq, updated_at=time.time(),
-                    revision=base.revision + 1, snapshot=fold.snapshot(), lease=wanted,
+                    base,
+                    mode=fold.mode,
+                    model=fold.model,
+                    state=dict(fold.state),
+                    usage=fold.usage,
+                    status=fold.status,
+                    last_seq=fold.last_seq,
+                    updated_at=time.time(),
+                    revision=base.revision + 1,
+                    snapshot=fold.snapshot(),
+                    lease=wanted,
                 )
             else:
                 record = attrs.evolve(base, revision=base.revision + 1, lease=wanted)
@@ -423,7 +457,12 @@ class SessionLog:
                 if stored is None or (self.incarnation and stored.incarnation != self.incarnation):
                     raise self._replaced_error() from None
                 held = stored.lease
-                if isinstance(lease, Lease) and held is not None and held.owner != owner and held.live(time.time()):
+                if (
+                    isinstance(lease, Lease)
+                    and held is not None
+                    and held.owner != owner
+                    and held.live(time.time())
+                ):
                     raise LeaseHeld(held) from None
                 self._record = stored
                 if stored.last_seq > self.fold.last_seq:
@@ -442,7 +481,9 @@ class SessionLog:
         hub.publish(StoreEvent("event", self.id, event))
         await self._display_changed()
         if self._rt.hooks.has("on_event"):
-            await self._rt.hooks.notify("on_event", self.disabled_hooks, session_id=self.id, event=event)
+            await self._rt.hooks.notify(
+                "on_event", self.disabled_hooks, session_id=self.id, event=event
+            )
 
     async def _display_changed(self) -> None:
         # Built only for someone who listens: a run's stream, or a store subscriber.
@@ -463,7 +504,9 @@ class SessionLog:
         elif isinstance(item, ToolCallStart):
             self._tool_buffers[item.call_id] = ""
         elif isinstance(item, ToolCallDelta):
-            self._tool_buffers[item.call_id] = self._tool_buffers.get(item.call_id, "") + item.arguments
+            self._tool_buffers[item.call_id] = (
+                self._tool_buffers.get(item.call_id, "") + item.arguments
+            )
         else:
             return
         await self._display_changed()

@@ -27,7 +27,9 @@ class _Entry:
 class MemoryStorage(SessionStorage):
     """Sessions in a dict: fast, honours compare-and-swap, gone with the process."""
 
-    capabilities: ClassVar[StorageCapabilities] = StorageCapabilities(cross_process_fencing=False, durable=False)
+    capabilities: ClassVar[StorageCapabilities] = StorageCapabilities(
+        cross_process_fencing=False, durable=False
+    )
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
@@ -62,7 +64,12 @@ class MemoryStorage(SessionStorage):
         entry.record = record
 
     async def append(
-        self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        expected_seq: int,
+        *,
+        incarnation: str | None = None,
     ) -> None:
         await trio.lowlevel.checkpoint()
         check_batch(events, expected_seq)
@@ -73,7 +80,9 @@ class MemoryStorage(SessionStorage):
             raise Conflict(f"session '{session_id}' is at seq {last}, not {expected_seq}")
         entry.events.extend(events)
 
-    async def read(self, session_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+    async def read(
+        self, session_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[Event]:
         await trio.lowlevel.checkpoint()
         events = self._entry(session_id).events
         start = max(after_seq, 0)  # seq n lives at index n - 1

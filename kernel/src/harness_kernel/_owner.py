@@ -106,7 +106,10 @@ class Ownership:
         with trio.move_on_after(rt.owner_timeout):
             while True:
                 info = self._run_of(message.id if message is not None else None, target)
-                if info is not None and (info.finished_at is not None or (log.fold.open_run == info.run_id and log.fold.parked)):
+                if info is not None and (
+                    info.finished_at is not None
+                    or (log.fold.open_run == info.run_id and log.fold.parked)
+                ):
                     run.remote = True
                     run.id = info.run_id
                     run.result = await self._result(info)
@@ -123,7 +126,9 @@ class Ownership:
         runs = self._log.fold.runs
         if run_id is not None:
             return runs.get(run_id)
-        return next((info for info in reversed(runs.values()) if info.first_message == message_id), None)
+        return next(
+            (info for info in reversed(runs.values()) if info.first_message == message_id), None
+        )
 
     async def _result(self, info: RunInfo) -> RunResult:
         fold = self._log.fold
@@ -135,9 +140,14 @@ class Ownership:
         messages = await self._log.messages_between(info.first_seq, info.last_seq)
         last = next((m for m in reversed(messages) if m.role == "assistant"), None)
         return RunResult(
-            session_id=self._log.id, run_id=info.run_id, status=status, text=last.text if last else "",
-            messages=messages, tool_calls=tuple(c for m in messages for c in m.tool_calls),
-            usage=info.usage, error=info.error,
+            session_id=self._log.id,
+            run_id=info.run_id,
+            status=status,
+            text=last.text if last else "",
+            messages=messages,
+            tool_calls=tuple(c for m in messages for c in m.tool_calls),
+            usage=info.usage,
+            error=info.error,
             duration_ms=((info.finished_at or time.time()) - info.started_at) * 1000,
         )
 

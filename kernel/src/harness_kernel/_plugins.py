@@ -66,7 +66,9 @@ class Registration:
         if self.options is None:
             if options:
                 keys = ", ".join(sorted(options))
-                raise ConfigError(f"{path}: {self.kind} '{self.name}' takes no options (got {keys})")
+                raise ConfigError(
+                    f"{path}: {self.kind} '{self.name}' takes no options (got {keys})"
+                )
             return self.factory()
         try:
             value: Any = structure_strictly(options, self.options, root=path)
@@ -96,7 +98,12 @@ def _env_allow_list() -> set[str] | None:
 
 
 def _env_autoload() -> bool:
-    return os.environ.get("HARNESS_KERNEL_DISABLE_AUTOLOAD", "").strip().lower() not in {"1", "true", "yes", "on"}
+    return os.environ.get("HARNESS_KERNEL_DISABLE_AUTOLOAD", "").strip().lower() not in {
+        "1",
+        "true",
+        "yes",
+        "on",
+    }
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
@@ -163,7 +170,15 @@ class PluginRegistry:
             version = ep.dist.version if ep.dist is not None else None
             if allowed is not None and ep.name not in allowed and dist not in allowed:
                 self._failures.append(
-                    PluginInfo("?", ep.name, ep.name, dist, version, "blocked", "not in HARNESS_KERNEL_PLUGINS")
+                    PluginInfo(
+                        "?",
+                        ep.name,
+                        ep.name,
+                        dist,
+                        version,
+                        "blocked",
+                        "not in HARNESS_KERNEL_PLUGINS",
+                    )
                 )
                 continue
             if self.pm.has_plugin(ep.name) or self.pm.is_blocked(ep.name):
@@ -174,9 +189,15 @@ class PluginRegistry:
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
                 if self.strict:
-                    raise PluginLoadError(f"plugin '{ep.name}' ({dist}) failed to load: {message}") from exc
-                _log.warning("plugin %r from %s failed to load and was skipped: %s", ep.name, dist, message)
-                self._failures.append(PluginInfo("?", ep.name, ep.name, dist, version, "failed", message))
+                    raise PluginLoadError(
+                        f"plugin '{ep.name}' ({dist}) failed to load: {message}"
+                    ) from exc
+                _log.warning(
+                    "plugin %r from %s failed to load and was skipped: %s", ep.name, dist, message
+                )
+                self._failures.append(
+                    PluginInfo("?", ep.name, ep.name, dist, version, "failed", message)
+                )
                 continue
             self._dists[ep.name] = (dist, version)
 
@@ -184,7 +205,9 @@ class PluginRegistry:
         for name in _LIFECYCLE_HOOKS:
             for impl in getattr(self.pm.hook, name).get_hookimpls():
                 if impl.hookwrapper or impl.wrapper:
-                    raise PluginError(f"plugin '{impl.plugin_name}': hook wrappers are not supported for {name}")
+                    raise PluginError(
+                        f"plugin '{impl.plugin_name}': hook wrappers are not supported for {name}"
+                    )
 
     def _collect(self) -> None:
         for kind, hook_name in _REGISTRATION_HOOKS.items():
@@ -203,9 +226,13 @@ class PluginRegistry:
                     _version: str | None = version,
                 ) -> None:
                     if not isinstance(name, str) or not name or "/" in name:
-                        raise PluginError(f"plugin '{_plugin}' registered an invalid {_kind} name {name!r}")
+                        raise PluginError(
+                            f"plugin '{_plugin}' registered an invalid {_kind} name {name!r}"
+                        )
                     if options is not None and not attrs.has(options):
-                        raise PluginError(f"plugin '{_plugin}': options for {_kind} '{name}' must be an attrs class")
+                        raise PluginError(
+                            f"plugin '{_plugin}': options for {_kind} '{name}' must be an attrs class"
+                        )
                     reg = Registration(_kind, name, factory, options, _plugin, _dist, _version)
                     if name in self._registrations[_kind]:
                         self._shadowed.append(reg)
@@ -218,10 +245,20 @@ class PluginRegistry:
                     raise
                 except Exception as exc:
                     if self.strict:
-                        raise PluginLoadError(f"plugin '{impl.plugin_name}' failed in {hook_name}: {exc}") from exc
+                        raise PluginLoadError(
+                            f"plugin '{impl.plugin_name}' failed in {hook_name}: {exc}"
+                        ) from exc
                     _log.warning("plugin %r failed in %s: %s", impl.plugin_name, hook_name, exc)
                     self._failures.append(
-                        PluginInfo(kind, "?", impl.plugin_name, dist, version, "failed", f"{type(exc).__name__}: {exc}")
+                        PluginInfo(
+                            kind,
+                            "?",
+                            impl.plugin_name,
+                            dist,
+                            version,
+                            "failed",
+                            f"{type(exc).__name__}: {exc}",
+                        )
                     )
 
     # -- lookup ----------------------------------------------------------------
@@ -242,7 +279,14 @@ class PluginRegistry:
         """The first registered component of ``kind`` (installed plugins before builtins)."""
         return next(iter(self._registrations[kind].values()), None)
 
-    def build(self, kind: Kind, name: str, options: Mapping[str, Any] | None = None, *, path: str = "options") -> Any:
+    def build(
+        self,
+        kind: Kind,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        path: str = "options",
+    ) -> Any:
         return self.get(kind, name).build(options, path=path)
 
     def listing(self) -> list[PluginInfo]:
@@ -253,8 +297,15 @@ class PluginRegistry:
             for r in regs.values()
         ]
         rows += [
-            PluginInfo(r.kind, r.name, r.plugin, r.distribution, r.version, "shadowed",
-                       f"'{r.name}' is already registered by another plugin")
+            PluginInfo(
+                r.kind,
+                r.name,
+                r.plugin,
+                r.distribution,
+                r.version,
+                "shadowed",
+                f"'{r.name}' is already registered by another plugin",
+            )
             for r in self._shadowed
         ]
         rows += self._failures
@@ -303,7 +354,8 @@ class HookRunner:
         for name in _LIFECYCLE_HOOKS:
             impls = reversed(getattr(pm.hook, name).get_hookimpls())
             self._impls[name] = tuple(
-                _Impl(f"{impl.plugin_name}:{name}", impl.function, tuple(impl.argnames)) for impl in impls
+                _Impl(f"{impl.plugin_name}:{name}", impl.function, tuple(impl.argnames))
+                for impl in impls
             )
 
     def has(self, name: str) -> bool:
@@ -323,14 +375,20 @@ class HookRunner:
                 except Exception as exc:
                     disabled.add(impl.key)
                     self._log.error(
-                        "hook_failed", hook=name, plugin=impl.key.rpartition(":")[0],
-                        error=f"{type(exc).__name__}: {exc}", disabled=True,
+                        "hook_failed",
+                        hook=name,
+                        plugin=impl.key.rpartition(":")[0],
+                        error=f"{type(exc).__name__}: {exc}",
+                        disabled=True,
                     )
             if scope.cancelled_caught:
                 disabled.add(impl.key)
                 self._log.error(
-                    "hook_timed_out", hook=name, plugin=impl.key.rpartition(":")[0],
-                    deadline=self.deadline, disabled=True,
+                    "hook_timed_out",
+                    hook=name,
+                    plugin=impl.key.rpartition(":")[0],
+                    deadline=self.deadline,
+                    disabled=True,
                 )
 
     async def first(self, name: str, **kwargs: Any) -> tuple[Any, str | None]:
@@ -342,7 +400,9 @@ class HookRunner:
                 if inspect.isawaitable(result):
                     result = await result
             except Exception as exc:
-                raise PluginError(f"plugin '{impl.key.rpartition(':')[0]}' raised in {name}") from exc
+                raise PluginError(
+                    f"plugin '{impl.key.rpartition(':')[0]}' raised in {name}"
+                ) from exc
             if result is not None:
                 return result, impl.key.rpartition(":")[0]
         return None, None
@@ -351,11 +411,15 @@ class HookRunner:
         """Pass ``value`` (as keyword ``key``) through every implementation in turn."""
         for impl in self._impls[name]:
             try:
-                result = impl.function(**{k: (value if k == key else kwargs[k]) for k in impl.argnames})
+                result = impl.function(
+                    **{k: (value if k == key else kwargs[k]) for k in impl.argnames}
+                )
                 if inspect.isawaitable(result):
                     result = await result
             except Exception as exc:
-                raise PluginError(f"plugin '{impl.key.rpartition(':')[0]}' raised in {name}") from exc
+                raise PluginError(
+                    f"plugin '{impl.key.rpartition(':')[0]}' raised in {name}"
+                ) from exc
             if result is not None:
                 value = result
         return value

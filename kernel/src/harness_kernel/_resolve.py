@@ -83,10 +83,21 @@ async def build_components(
     registry = PluginRegistry(plugins=plugins, strict=strict_plugins, autoload=autoload_plugins)
     errors: list[str] = []
     choices = resolve_choices(
-        registry, agent=agent, providers=providers, default_model=default_model, storage=storage,
-        storage_options=storage_options, sandbox=sandbox, sandbox_options=sandbox_options, logging=logging,
-        error_policy=error_policy, tool_options=tool_options, plugins=plugins, strict_plugins=strict_plugins,
-        autoload_plugins=autoload_plugins, errors=errors,
+        registry,
+        agent=agent,
+        providers=providers,
+        default_model=default_model,
+        storage=storage,
+        storage_options=storage_options,
+        sandbox=sandbox,
+        sandbox_options=sandbox_options,
+        logging=logging,
+        error_policy=error_policy,
+        tool_options=tool_options,
+        plugins=plugins,
+        strict_plugins=strict_plugins,
+        autoload_plugins=autoload_plugins,
+        errors=errors,
     )
     if choices is None:
         raise ConfigError("\n".join(errors))
@@ -107,7 +118,13 @@ async def _build(registry: PluginRegistry, choices: Choices) -> Components:
             redactor.add_values(getattr(provider, "secret_values", lambda: [])())
         storage = _component(registry, "storage", choices.storage, SessionStorage, "storage", owned)
         sandbox = _component(registry, "sandbox", choices.sandbox, Sandbox, "sandbox", owned)
-        retry = _instantiate(registry, "retry_policy", choices.error_policy.retry, RetryPolicy, "error_policy.retry.policy")
+        retry = _instantiate(
+            registry,
+            "retry_policy",
+            choices.error_policy.retry,
+            RetryPolicy,
+            "error_policy.retry.policy",
+        )
         tools = _tools(registry, choices)
         errors: list[str] = []
         served = _served(providers, errors)
@@ -124,14 +141,28 @@ async def _build(registry: PluginRegistry, choices: Choices) -> Components:
                 pass  # the start already failed; the original error is what matters
         raise
     return Components(
-        agent=choices.agent, registry=registry, providers=served, default_model=choices.default_model,
-        storage=storage, sandbox=sandbox, sinks=tuple(sinks), built_sinks=tuple(built_sinks), owned=tuple(owned),
-        policy=choices.error_policy.policy, retry=retry, tools=tools, redactor=redactor, log=log,
-        hooks=HookRunner(registry.pm, log), choices=choices,
+        agent=choices.agent,
+        registry=registry,
+        providers=served,
+        default_model=choices.default_model,
+        storage=storage,
+        sandbox=sandbox,
+        sinks=tuple(sinks),
+        built_sinks=tuple(built_sinks),
+        owned=tuple(owned),
+        policy=choices.error_policy.policy,
+        retry=retry,
+        tools=tools,
+        redactor=redactor,
+        log=log,
+        hooks=HookRunner(registry.pm, log),
+        choices=choices,
     )
 
 
-def _instantiate(registry: PluginRegistry, kind: Kind, choice: PluginChoice, cls: type, path: str) -> Any:
+def _instantiate(
+    registry: PluginRegistry, kind: Kind, choice: PluginChoice, cls: type, path: str
+) -> Any:
     """Call the plugin's factory with the options validated when it was chosen."""
     reg = registry.get(kind, choice.plugin)
     instance = reg.factory() if reg.options is None else reg.factory(choice.settings)
@@ -140,7 +171,9 @@ def _instantiate(registry: PluginRegistry, kind: Kind, choice: PluginChoice, cls
     return instance
 
 
-def _component(registry: PluginRegistry, kind: Kind, spec: Any, cls: type, path: str, owned: list[Any]) -> Any:
+def _component(
+    registry: PluginRegistry, kind: Kind, spec: Any, cls: type, path: str, owned: list[Any]
+) -> Any:
     """A ready instance as it is, or one built from its choice (and then owned)."""
     if not isinstance(spec, PluginChoice):
         return spec
@@ -153,7 +186,11 @@ def _sink(registry: PluginRegistry, spec: SinkChoice | LogSink, built: list[LogS
     if isinstance(spec, LogSink):
         return spec
     sink: LogSink = _instantiate(
-        registry, "log_sink", PluginChoice(spec.plugin, spec.options, spec.settings), LogSink, "logging.sinks"
+        registry,
+        "log_sink",
+        PluginChoice(spec.plugin, spec.options, spec.settings),
+        LogSink,
+        "logging.sinks",
     )
     built.append(sink)
     sink.level = parse_level(spec.level)
@@ -193,9 +230,15 @@ def served_model_error(ref: str, providers: Mapping[str, ModelProvider]) -> str 
     return None
 
 
-def _check_models(choices: Choices, providers: Mapping[str, ModelProvider], errors: list[str]) -> None:
+def _check_models(
+    choices: Choices, providers: Mapping[str, ModelProvider], errors: list[str]
+) -> None:
     refs = [("default_model", choices.default_model)]
-    refs += [(f"agent.modes[{i}].model", mode.model) for i, mode in enumerate(choices.agent.modes) if mode.model]
+    refs += [
+        (f"agent.modes[{i}].model", mode.model)
+        for i, mode in enumerate(choices.agent.modes)
+        if mode.model
+    ]
     for path, ref in refs:
         problem = served_model_error(ref, providers)
         if problem is not None:
@@ -209,12 +252,16 @@ def _tools(registry: PluginRegistry, choices: Choices) -> dict[str, Tool]:
         if isinstance(item, Tool):
             kit = [item]
         else:
-            kit = _instantiate(registry, "tools", choices.tools[item], object, f"agent: tool kit '{item}'")
+            kit = _instantiate(
+                registry, "tools", choices.tools[item], object, f"agent: tool kit '{item}'"
+            )
         for tool in kit:
             if not isinstance(tool, Tool):
                 raise ConfigError(f"tool kit '{item}' returned {type(tool).__name__}, not a Tool")
             if tool.name in tools:
-                raise ConfigError(f"agent '{choices.agent.name}': two tools are named '{tool.name}'")
+                raise ConfigError(
+                    f"agent '{choices.agent.name}': two tools are named '{tool.name}'"
+                )
             tools[tool.name] = tool
     return tools
 
@@ -223,4 +270,6 @@ def _check_tools(agent: Agent, tools: Mapping[str, Tool], errors: list[str]) -> 
     for mode in agent.modes:
         for entry in mode.tools or ():
             if isinstance(entry, str) and entry not in tools:
-                errors.append(f"mode '{mode.name}' names tool '{entry}', which the agent does not have")
+                errors.append(
+                    f"mode '{mode.name}' names tool '{entry}', which the agent does not have"
+                )

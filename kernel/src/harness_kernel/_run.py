@@ -12,17 +12,15 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-import attrs
 import trio
 
 from ._agent import Agent
+from ._end import RunEnd
 from ._fold import ApprovalHandle
-from ._log import KEEP, Outlet, SessionLog
+from ._log import Outlet, SessionLog
 from ._owner import Ownership
-from ._policy import sanitize
 from ._records import (
     ApprovalResolved,
-    ErrorInfo,
     EventPayload,
     GrantsChanged,
     InputKind,
@@ -30,17 +28,15 @@ from ._records import (
     Message,
     MessageAdded,
     Remember,
-    RunFinished,
     RunResult,
     RunStarted,
     RunStatus,
     SuspensionResolved,
-    TextPart,
     new_id,
 )
 from ._resolve import served_model_error
 from ._runtime import Runtime, StoreEvent
-from ._step import IN_DOUBT, SUSPENSION_CANCELLED, ActiveRun, Step, unresolved_calls
+from ._step import ActiveRun, Step, unresolved_calls
 from .codec import converter, dumps
 from .contracts import SandboxSession, SessionInfo
 from .errors import (
@@ -70,6 +66,7 @@ class Runner:
         self.log = log
         self.step = Step(runtime, log, self.sandbox)
         self.owner = Ownership(runtime, log)
+        self.ending = RunEnd(runtime, log, self.step, lambda: self.model)
         self.active: ActiveRun | None = None
         self.closed = False
         self._slot = trio.Semaphore(1)
@@ -116,7 +113,9 @@ class Runner:
         async with self._sandbox_lock:
             if self._sandbox is None:
                 record = self.log.record
-                self._sandbox = await self._rt.sandbox.open(SessionInfo(record.id, record.agent, dict(record.labels)))
+                self._sandbox = await self._rt.sandbox.open(
+                    SessionInfo(record.id, record.agent, dict(record.labels))
+                )
             return self._sandbox
 
     # -- starting runs ---------------------------------------------------------------
@@ -153,7 +152,13 @@ class Runner:
     def _new_run(self, trigger: str, model: str, outlet: Outlet | None = None) -> ActiveRun:
         fold = self.log.fold
         resuming = trigger == "resume" and fold.open_run is not None
-        run = ActiveRun(fold.open_run if resuming and fold.open_run else new_id("run"), model, fold.mode, trigger, outlet)
+        run = ActiveRun(
+            fold.open_run if resuming and fold.open_run else new_id("run"),
+            model,
+            fold.mode,
+            trigger,
+            outlet,
+        )
         if resuming:
             run.begun = True
             info = self.log.run_info(run.id)
@@ -176,8 +181,14 @@ class Runner:
             # Storage refused to start a queued input: back off instead of spinning.
             self._queue_failures += 1
             self._slot.release()
-            if self._queue_failures <= len(QUEUE_RETRY_DELAYS) and not self.closed and not self._rt.hub.closing:
-                self._rt.hub.nursery.start_soon(self._retry_queue, QUEUE_RETRY_DELAYS[self._queue_failures - 1])
+            if (
+                self._queue_failures <= len(QUEUE_RETRY_DELAYS)
+                and not self.closed
+                and not self._rt.hub.closing
+            ):
+                self._rt.hub.nursery.start_soon(
+                    self._retry_queue, QUEUE_RETRY_DELAYS[self._queue_failures - 1]
+                )
             else:
                 self.log.log.warning("queued_input_stalled", attempts=self._queue_failures)
             return
@@ -217,7 +228,13 @@ class Runner:
 
     # -- the run task ----------------------------------------------------------------
 
-    async def _drive(self, run: ActiveRun, message: Message | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def _drive(
+        self,
+        run: ActiveRun,
+        message: Message | None,
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """The run task. Runs the session if this store can own it, else follows the
         owner; a run that began records how it ended, even when cancelled."""
         task_status.started()
@@ -251,7 +268,7 @@ class Runner:
                 cleanup.deadline = trio.current_time() + self._rt.grace
                 try:
                     if not run.remote:
-                        await self._finish(run, status, error, owned=owned)
+                        await self.ending.finish(run, status, error, owned=owned)
                 finally:
                     if run.outlet is not None:
                         run.outlet.close()
@@ -260,22 +277,33 @@ class Runner:
                     self._run_ended(run)
                     if self.log.replaced:
                         await self.unload("replaced")
-                    elif status == "failed" and run.begun and self._rt.policy.close_session_on_fatal:
+                    elif (
+                        status == "failed" and run.begun and self._rt.policy.close_session_on_fatal
+                    ):
                         await self.unload("fatal")
 
     async def _execute(self, run: ActiveRun, message: Message | None) -> RunStatus:
         rt, log = self._rt, self.log
         if run.trigger != "resume":
-            await self._settle_previous_run()
+            await self.ending.settle_previous_run()
             assert message is not None
-            await log.append(run.id, RunStarted(run.model, run.mode, run.trigger), MessageAdded(message))
+            await log.append(
+                run.id, RunStarted(run.model, run.mode, run.trigger), MessageAdded(message)
+            )
             run.begun = True
             self._queue_failures = 0
-            log.log.info("run_started", run_id=run.id, model=run.model, mode=run.mode, trigger=run.trigger)
+            log.log.info(
+                "run_started", run_id=run.id, model=run.model, mode=run.mode, trigger=run.trigger
+            )
             if rt.hooks.has("run_started"):
                 await rt.hooks.notify(
-                    "run_started", log.disabled_hooks, session_id=log.id, run_id=run.id,
-                    model=run.model, mode=run.mode, labels=dict(log.record.labels),
+                    "run_started",
+                    log.disabled_hooks,
+                    session_id=log.id,
+                    run_id=run.id,
+                    model=run.model,
+                    mode=run.mode,
+                    labels=dict(log.record.labels),
                 )
         log.log.debug("run_step", run_id=run.id, trigger=run.trigger)
         while True:
@@ -288,145 +316,23 @@ class Runner:
             if steering:
                 await log.append(run.id, *(MessageAdded(m) for m in steering))
             if run.steps >= rt.agent.max_steps:
-                raise MaxStepsExceeded(f"the run reached max_steps ({rt.agent.max_steps}) without an answer")
+                raise MaxStepsExceeded(
+                    f"the run reached max_steps ({rt.agent.max_steps}) without an answer"
+                )
             run.steps += 1
             assistant = await self.step.model(run)
             if not assistant.tool_calls:
                 return "completed"
 
-    # -- ending runs -----------------------------------------------------------------
-
-    async def _finish(self, run: ActiveRun, status: RunStatus, error: BaseException | None, *, owned: bool) -> None:
-        log = self.log
-        info: ErrorInfo | None = None
-        if error is not None:
-            info = await self.step.classify(error)
-            log.log.error(
-                "run_failed" if status == "failed" else "run_aborted", run_id=run.id,
-                error=f"{type(error).__name__}: {error}", code=info.code,
-            )
-        if not run.begun or log.replaced:
-            # Nothing of this run reached the log (or the log is another session's now).
-            run.result = self._result(run, status, info, ())
-            if owned and not log.replaced:
-                await self._release()
-            return
-        parked = status in ("waiting_approval", "suspended")
-        ended = False
-        try:
-            if not parked:
-                partial = "".join(run.partial_text)
-                if partial:
-                    await log.append(run.id, MessageAdded(Message("assistant", (TextPart(partial),))))
-                why = "the run was aborted" if status == "aborted" else "the run failed"
-                await self._close_open_calls(run, why)
-                run.result = await self._record_end(run, status, info)
-                ended = True
-            await log.save_record(lease=None if owned else KEEP)
-        except HarnessError as exc:
-            log.log.error("run_end_not_recorded", run_id=run.id, error=str(exc))
-            if info is None and not parked:
-                status, info = "failed", sanitize(exc, self._rt.policy)
-        if not ended:
-            first = self._first_seq(run)
-            run.result = self._result(run, status, info, log.cached_since(first))
-        if parked:
-            log.log.info("run_parked", run_id=run.id, status=status)
-
-    async def _release(self) -> None:
-        try:
-            await self.log.save_record(lease=None)
-        except HarnessError as exc:  # it expires on its own
-            self.log.log.warning("lease_not_released", error=str(exc))
-
-    def _first_seq(self, run: ActiveRun) -> int:
-        info = self.log.run_info(run.id)
-        return info.first_seq if info is not None else self.log.last_seq + 1
-
-    async def _close_open_calls(self, run: ActiveRun, why: str, *, decline: str | None = None) -> None:
-        """Decline what waits, and give every unanswered tool call a result, so the
-        history stays valid for models."""
-        fold = self.log.fold
-        for handle in list(fold.pending.values()):
-            await self.log.append(run.id, ApprovalResolved(handle.approval_id, False, decline or why))
-        for call_id in list(fold.suspensions):
-            await self.log.append(run.id, SuspensionResolved(call_id, None, cancelled=True))
-        for call in unresolved_calls(await self.log.messages()):
-            answer = fold.suspension_results.get(call.call_id)
-            if answer is not None and answer.cancelled:
-                await self.step.finish_call(run, call, "error", SUSPENSION_CANCELLED)
-            elif call.call_id in fold.started:
-                await self.step.finish_call(
-                    run, call, "error", f"cancelled: {why} while this tool was running (its effects may be partial)"
-                )
-            else:
-                await self.step.finish_call(run, call, "error", f"not run: {why}")
-
-    async def _settle_previous_run(self) -> None:
-        """Before a new run: end a run left parked (declined) or dangling after a crash."""
-        fold = self.log.fold
-        if fold.open_run is None:
-            return
-        if fold.parked:
-            await self.end_parked("aborted", "a new user message arrived", decline="interrupted_by_user_message")
-            return
-        # Started but never finished, and nothing pending: the process died mid-run.
-        ghost = ActiveRun(fold.open_run, self.model, fold.mode, "recover", begun=True)
-        for call in unresolved_calls(await self.log.messages()):
-            if call.call_id in fold.started:
-                await self.step.finish_call(ghost, call, "in_doubt", IN_DOUBT)
-            else:
-                await self.step.finish_call(ghost, call, "error", "not run: the process stopped before this call ran")
-        await self._record_end(ghost, "failed", ErrorInfo("run.interrupted", "the process stopped during this run"))
-
-    async def end_parked(self, status: RunStatus, why: str, *, decline: str | None = None) -> None:
-        """End a run parked on approvals or suspensions: decline them, answer its calls,
-        record its end."""
-        run = ActiveRun(self.log.fold.open_run or "", self.model, self.log.fold.mode, "end", begun=True)
-        await self._close_open_calls(run, why, decline=decline)
-        code = "run.interrupted" if decline else "run.aborted"
-        await self._record_end(run, status, ErrorInfo(code, why))
-        await self.log.save_record()
-
-    async def _record_end(self, run: ActiveRun, status: RunStatus, error: ErrorInfo | None) -> RunResult:
-        """Append ``run.finished`` (usage and steps from the log) and tell run_finished hooks."""
-        log = self.log
-        info = log.run_info(run.id)
-        usage = info.usage if info is not None else run.usage
-        steps = info.steps if info is not None else run.steps
-        first = info.first_seq if info is not None else log.last_seq + 1
-        timed = run.trigger not in ("end", "recover")
-        duration = (time.perf_counter() - run.started) * 1000 if timed else 0.0
-        await log.append(run.id, RunFinished(status, usage, error, duration, steps))
-        result = self._result(run, status, error, await log.messages_since(first))
-        log.log.info(
-            "run_finished", run_id=run.id, status=status, duration_ms=round(duration, 3),
-            usage=attrs.asdict(usage), steps=steps,
-        )
-        if self._rt.hooks.has("run_finished"):
-            await self._rt.hooks.notify("run_finished", log.disabled_hooks, session_id=log.id, run_id=run.id, result=result)
-        return result
-
-    def _result(
-        self, run: ActiveRun, status: RunStatus, error: ErrorInfo | None, messages: tuple[Message, ...]
-    ) -> RunResult:
-        last_assistant = next((m for m in reversed(messages) if m.role == "assistant"), None)
-        info = self.log.run_info(run.id)
-        return RunResult(
-            session_id=self.log.id,
-            run_id=run.id,
-            status=status,
-            text=last_assistant.text if last_assistant else "",
-            messages=messages,
-            tool_calls=tuple(c for m in messages for c in m.tool_calls),
-            usage=info.usage if info is not None else run.usage,
-            error=error,
-            duration_ms=(time.perf_counter() - run.started) * 1000,
-        )
-
     # -- acting on a session -----------------------------------------------------------
 
-    async def _write(self, run_id: str | None, *payloads: EventPayload, still_valid: Any = None, save: bool = False) -> None:
+    async def _write(
+        self,
+        run_id: str | None,
+        *payloads: EventPayload,
+        still_valid: Any = None,
+        save: bool = False,
+    ) -> None:
         """Append for a caller (and save the record); a replaced session is unloaded."""
         try:
             await self.log.append(run_id, *payloads, still_valid=still_valid)
@@ -456,14 +362,20 @@ class Runner:
             raise InvalidArgument("remember must be None, 'tool' or 'category'")
         async with self._resolving:
             handle = self.log.fold.pending_approval(approval_id)
-            payloads: list[EventPayload] = [ApprovalResolved(approval_id, approved, reason, remember)]
+            payloads: list[EventPayload] = [
+                ApprovalResolved(approval_id, approved, reason, remember)
+            ]
             grants = self.log.fold.grants
             if remember is not None:
                 grant = _grant_for(handle, remember)
                 if grant not in grants:
                     payloads.append(GrantsChanged((*grants, grant)))
             # Another process may have answered it meanwhile: checked again after catching up.
-            await self._write(handle.run_id or None, *payloads, still_valid=lambda: self.log.fold.pending_approval(approval_id))
+            await self._write(
+                handle.run_id or None,
+                *payloads,
+                still_valid=lambda: self.log.fold.pending_approval(approval_id),
+            )
         timer = self._timers.pop(approval_id, None)
         if timer is not None:
             timer.cancel()
@@ -479,7 +391,9 @@ class Runner:
         async with self._resolving:
             handle = self.log.fold.pending_suspension(call_id)
             await self._write(
-                handle.run_id or None, SuspensionResolved(call_id, value), still_valid=lambda: self.log.fold.pending_suspension(call_id)
+                handle.run_id or None,
+                SuspensionResolved(call_id, value),
+                still_valid=lambda: self.log.fold.pending_suspension(call_id),
             )
         return await self._continue_parked()
 
@@ -505,7 +419,7 @@ class Runner:
                 await run.done.wait()
             return True
         if self.log.fold.parked:
-            await self.end_parked("aborted", "the run was aborted")
+            await self.ending.end_parked("aborted", "the run was aborted")
             self.wake()  # queued follow-ups run, as after any other run
             return True
         return False
@@ -519,10 +433,16 @@ class Runner:
     def schedule_expiries(self) -> None:
         """Start a timer for each pending approval that has an expiry."""
         for handle in self.log.fold.pending.values():
-            if handle.expires_at is not None and handle.approval_id not in self._timers and not self.closed:
+            if (
+                handle.expires_at is not None
+                and handle.approval_id not in self._timers
+                and not self.closed
+            ):
                 scope = trio.CancelScope()
                 self._timers[handle.approval_id] = scope
-                self._rt.hub.nursery.start_soon(self._expire, handle.approval_id, handle.expires_at, scope)
+                self._rt.hub.nursery.start_soon(
+                    self._expire, handle.approval_id, handle.expires_at, scope
+                )
 
     async def _expire(self, approval_id: str, expires_at: float, scope: trio.CancelScope) -> None:
         with scope:
@@ -576,7 +496,9 @@ class Runner:
         rt.hub.publish(StoreEvent("session.closed", self.log.id))
         if rt.hooks.has("session_closed"):
             with trio.CancelScope(shield=True, deadline=trio.current_time() + rt.grace):
-                await rt.hooks.notify("session_closed", self.log.disabled_hooks, session_id=self.log.id, reason=reason)
+                await rt.hooks.notify(
+                    "session_closed", self.log.disabled_hooks, session_id=self.log.id, reason=reason
+                )
 
 
 def _grant_for(handle: ApprovalHandle, remember: Remember) -> str:
@@ -585,4 +507,3 @@ def _grant_for(handle: ApprovalHandle, remember: Remember) -> str:
     if not handle.category:
         raise InvalidArgument(f"tool '{handle.tool}' has no category to remember")
     return f"category:{handle.category}"
-

@@ -56,7 +56,9 @@ def validate_labels(labels: Mapping[str, Any]) -> dict[str, str]:
         if not _LABEL_KEY.match(key):
             raise InvalidArgument(f"label name {key!r} must match {_LABEL_KEY.pattern}")
         if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:
-            raise InvalidArgument(f"label '{key}' must be a string of at most {MAX_LABEL_VALUE} characters")
+            raise InvalidArgument(
+                f"label '{key}' must be a string of at most {MAX_LABEL_VALUE} characters"
+            )
         clean[key] = value
     return clean
 
@@ -197,5 +199,7 @@ class Runtime:
         provider = self.providers.get(namespace)
         if provider is None:
             known = ", ".join(sorted(self.providers)) or "none"
-            raise UnknownModel(f"no provider serves '{namespace}/' (configured namespaces: {known})")
+            raise UnknownModel(
+                f"no provider serves '{namespace}/' (configured namespaces: {known})"
+            )
         return provider, name

@@ -174,7 +174,9 @@ class Session:
         return result
 
     @asynccontextmanager
-    async def stream(self, message: str | Message, *, model: str | None = None) -> AsyncIterator[RunStream]:
+    async def stream(
+        self, message: str | Message, *, model: str | None = None
+    ) -> AsyncIterator[RunStream]:
         """Run the agent and iterate its events as they happen.
 
         Leaving the block before the run ended aborts the run; the block exits once the
@@ -185,10 +187,12 @@ class Session:
         try:
             yield RunStream(run, receive)
         finally:
-            await receive.aclose()
+            receive.close()  # not aclose(): a cancelled caller must still reach the abort below
             if not run.done.is_set():
                 run.scope.cancel()
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + self._runner.grace):
+                with trio.CancelScope(
+                    shield=True, deadline=trio.current_time() + self._runner.grace
+                ):
                     await run.done.wait()
 
     async def abort(self) -> bool:
@@ -250,13 +254,17 @@ class Session:
             try:
                 dumps(merged)
             except (TypeError, ValueError) as exc:
-                raise StateValidationError(f"state values must be JSON-serializable: {exc}") from None
+                raise StateValidationError(
+                    f"state values must be JSON-serializable: {exc}"
+                ) from None
         await self._runner.change(StateChanged(merged, tuple(changes)))
         return self.state
 
     # -- approvals and suspensions -------------------------------------------------------
 
-    async def approve(self, approval_id: str, *, remember: Remember | None = None) -> RunResult | None:
+    async def approve(
+        self, approval_id: str, *, remember: Remember | None = None
+    ) -> RunResult | None:
         """Approve a pending tool call; the parked run continues. Returns the run's result
         when it stops again (``None`` if other approvals are still pending).
 
@@ -285,7 +293,9 @@ class Session:
         """Remove a grant (``tool:<name>``, ``category:<name>``, or a bare tool name)."""
         target = grant if ":" in grant else f"tool:{grant}"
         if target not in self.grants:
-            raise UnknownGrant(f"no grant '{target}' in session '{self.id}' (grants: {', '.join(self.grants) or 'none'})")
+            raise UnknownGrant(
+                f"no grant '{target}' in session '{self.id}' (grants: {', '.join(self.grants) or 'none'})"
+            )
         await self._set_grants(tuple(g for g in self.grants if g != target))
 
     async def _set_grants(self, grants: tuple[str, ...]) -> None:

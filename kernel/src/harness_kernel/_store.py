@@ -37,8 +37,12 @@ class SessionStore:
     """Owns loaded sessions and the plugins they use. Create with ``create_session_store``."""
 
     def __init__(
-        self, runtime: Runtime, registry: PluginRegistry, owned: Sequence[Any],
-        built_sinks: Sequence[LogSink], host_sinks: Sequence[LogSink],
+        self,
+        runtime: Runtime,
+        registry: PluginRegistry,
+        owned: Sequence[Any],
+        built_sinks: Sequence[LogSink],
+        host_sinks: Sequence[LogSink],
     ) -> None:
         self._rt = runtime
         self._hub = runtime.hub
@@ -84,7 +88,11 @@ class SessionStore:
         record = log.record
         if self._rt.hooks.has("session_opened"):
             await self._rt.hooks.notify(
-                "session_opened", log.disabled_hooks, session_id=record.id, agent=record.agent, labels=dict(record.labels),
+                "session_opened",
+                log.disabled_hooks,
+                session_id=record.id,
+                agent=record.agent,
+                labels=dict(record.labels),
             )
         # A hydrated session may hold queued follow-ups and approvals that expire.
         runner.wake()
@@ -103,7 +111,14 @@ class SessionStore:
         state = converter.unstructure(agent.state()) if agent.state is not None else {}
         now = time.time()
         return SessionRecord(
-            session_id, agent.name, clean, now, now, mode=agent.default_mode, state=state, incarnation=new_id("inc")
+            session_id,
+            agent.name,
+            clean,
+            now,
+            now,
+            mode=agent.default_mode,
+            state=state,
+            incarnation=new_id("inc"),
         )
 
     @asynccontextmanager
@@ -179,7 +194,9 @@ class SessionStore:
 
     # -- conveniences that go through a session ------------------------------------
 
-    async def send(self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str) -> RunResult:
+    async def send(
+        self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str
+    ) -> RunResult:
         """``get_or_create(session_id, **labels)`` then ``session.send(message)``."""
         session = await self.get_or_create(session_id, **labels)
         return await session.send(message, model=model)
@@ -193,12 +210,16 @@ class SessionStore:
         async with session.stream(message, model=model) as events:
             yield events
 
-    async def approve(self, session_id: str, approval_id: str, *, remember: Remember | None = None) -> RunResult | None:
+    async def approve(
+        self, session_id: str, approval_id: str, *, remember: Remember | None = None
+    ) -> RunResult | None:
         """``get_or_create(session_id)`` then ``session.approve(approval_id)``."""
         session = await self.get_or_create(session_id)
         return await session.approve(approval_id, remember=remember)
 
-    async def deny(self, session_id: str, approval_id: str, reason: str = "denied by the user") -> RunResult | None:
+    async def deny(
+        self, session_id: str, approval_id: str, reason: str = "denied by the user"
+    ) -> RunResult | None:
         """``get_or_create(session_id)`` then ``session.deny(approval_id, reason)``."""
         session = await self.get_or_create(session_id)
         return await session.deny(approval_id, reason)
@@ -279,7 +300,9 @@ class SessionStore:
                 try:
                     await component.aclose()
                 except Exception as exc:
-                    log.error("plugin_close_failed", component=type(component).__name__, error=str(exc))
+                    log.error(
+                        "plugin_close_failed", component=type(component).__name__, error=str(exc)
+                    )
             log.info("store_closed")
             for sink in self._host_sinks:
                 try:
@@ -337,34 +360,70 @@ async def create_session_store(
     """
     require_trio("create_session_store")
     for name, value in (
-        ("hook_deadline", hook_deadline), ("lease_ttl", lease_ttl), ("poll_interval", poll_interval),
+        ("hook_deadline", hook_deadline),
+        ("lease_ttl", lease_ttl),
+        ("poll_interval", poll_interval),
         ("owner_timeout", owner_timeout),
     ):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}")
     if poll_interval * 3 > lease_ttl:
-        raise ConfigError("poll_interval: must be at most a third of lease_ttl (the lease is renewed between polls)")
+        raise ConfigError(
+            "poll_interval: must be at most a third of lease_ttl (the lease is renewed between polls)"
+        )
     parts = await build_components(
-        agent=agent, providers=providers, default_model=default_model, storage=storage,
-        storage_options=storage_options, sandbox=sandbox, sandbox_options=sandbox_options,
-        logging=logging, error_policy=error_policy, plugins=plugins, strict_plugins=strict_plugins,
-        autoload_plugins=autoload_plugins, tool_options=tool_options,
+        agent=agent,
+        providers=providers,
+        default_model=default_model,
+        storage=storage,
+        storage_options=storage_options,
+        sandbox=sandbox,
+        sandbox_options=sandbox_options,
+        logging=logging,
+        error_policy=error_policy,
+        plugins=plugins,
+        strict_plugins=strict_plugins,
+        autoload_plugins=autoload_plugins,
+        tool_options=tool_options,
     )
     try:
         async with trio.open_nursery() as nursery:
             runtime = Runtime(
-                agent=parts.agent, tools=dict(parts.tools), providers=dict(parts.providers),
-                default_model=parts.default_model, storage=parts.storage, sandbox=parts.sandbox,
-                resources=dict(resources or {}), policy=parts.policy, retry=parts.retry,
+                agent=parts.agent,
+                tools=dict(parts.tools),
+                providers=dict(parts.providers),
+                default_model=parts.default_model,
+                storage=parts.storage,
+                sandbox=parts.sandbox,
+                resources=dict(resources or {}),
+                policy=parts.policy,
+                retry=parts.retry,
                 hooks=HookRunner(parts.registry.pm, parts.log, deadline=hook_deadline),
-                log=parts.log, redactor=parts.redactor, hub=Hub(nursery, parts.log), grace=grace_period,
-                owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}", lease_ttl=lease_ttl,
-                poll_interval=poll_interval, owner_timeout=owner_timeout,
-                storage_checks_incarnation="incarnation" in inspect.signature(parts.storage.append).parameters,
+                log=parts.log,
+                redactor=parts.redactor,
+                hub=Hub(nursery, parts.log),
+                grace=grace_period,
+                owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+                lease_ttl=lease_ttl,
+                poll_interval=poll_interval,
+                owner_timeout=owner_timeout,
+                storage_checks_incarnation="incarnation"
+                in inspect.signature(parts.storage.append).parameters,
             )
             host_sinks = [sink for sink in parts.sinks if sink not in parts.built_sinks]
-            store = SessionStore(runtime, parts.registry, parts.owned, parts.built_sinks, host_sinks)
-            parts.log.info("store_opened", storage=type(parts.storage).__name__, providers=sorted(parts.providers))
+            store = SessionStore(
+                runtime, parts.registry, parts.owned, parts.built_sinks, host_sinks
+            )
+            parts.log.info(
+                "store_opened",
+                storage=type(parts.storage).__name__,
+                providers=sorted(parts.providers),
+            )
             try:
                 yield store
             finally:

@@ -103,7 +103,11 @@ def _scope(kind: str, *parts: str) -> str:
 
 def index_scopes(agent: str, labels: Mapping[str, str]) -> list[str]:
     """Every index partition a session with this agent and these labels is entered in."""
-    return ["all", _scope("agent", agent), *(_scope("label", k, v) for k, v in sorted(labels.items()))]
+    return [
+        "all",
+        _scope("agent", agent),
+        *(_scope("label", k, v) for k, v in sorted(labels.items())),
+    ]
 
 
 def listing_scope(filter: SessionFilter) -> str:
