@@ -194,27 +194,37 @@ class CgroupSlot:
         return oom, refused
 
     def pids(self) -> list[int]:
-        found: set[int] = set()
-        for path in self.procs_files:
-            with contextlib.suppress(OSError):
-                found.update(int(p) for p in _read(path).split())
-        return sorted(found)
+        """The live processes in the cgroup. Every process of the command joins every
+        hierarchy, so one ``cgroup.procs`` tells them all."""
+        try:
+            return [int(p) for p in _read(self.procs_files[0]).split()]
+        except OSError:
+            return []
 
     def occupied(self) -> bool:
-        """Whether processes are still counted here: live ones, or (``pids.current``) dead
-        ones nobody has reaped yet, which would count against the next command."""
-        if self.pids():
-            return True
+        """Whether live processes are still in the cgroup (the next command must not share it)."""
+        return bool(self.pids())
+
+    def lingering(self) -> int:
+        """Dead processes still counted by ``pids.current`` because nobody reaped them yet.
+
+        An orphan is reaped by the host's init, which some (a container's, a VM agent)
+        do late; bubblewrap leaves one such orphan per command. They hold no memory,
+        only a slot under ``pids.max``, which the next command gets on top of its limit.
+        """
         pids_dir = self.directories.get("pids")
         if pids_dir is None:
-            return False
-        try:
-            return int(_read(os.path.join(pids_dir, "pids.current"))) > 0
+            return 0
+        try:  # called on a slot just acquired, so without live processes
+            return int(_read(os.path.join(pids_dir, "pids.current")))
         except (OSError, ValueError):
-            return True
+            return 0
 
     def kill(self) -> None:
         """``SIGKILL`` every process in the cgroup (one pass; new forks need another)."""
+        listed = self.pids()
+        if not listed:
+            return
         for controller, directory in self.directories.items():
             kill_file = os.path.join(directory, "cgroup.kill")
             if self.versions[controller] == 2 and os.path.exists(kill_file):
@@ -225,7 +235,7 @@ class CgroupSlot:
         # their pidfd was opened, so a pid reused by an unrelated process is never hit.
         pidfds: dict[int, int] = {}
         try:
-            for pid in self.pids():
+            for pid in listed:
                 with contextlib.suppress(OSError):
                     pidfds[pid] = os.pidfd_open(pid)
             still = set(self.pids())

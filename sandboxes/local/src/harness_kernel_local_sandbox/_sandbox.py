@@ -392,6 +392,8 @@ class LocalSandboxSession(SandboxSession):
         except OSError as exc:
             raise SandboxError(f"cannot make the command's cgroup: {exc.strerror or exc}") from exc
         try:
+            if processes is not None:
+                processes += slot.lingering()
             slot.configure(limits.memory_bytes, processes)
         except OSError as exc:
             pool.release(slot)
