@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
 from hypothesis import given
 from hypothesis import strategies as st
-
-import re
 
 from harness_kernel._logging import Redactor
 from harness_kernel._secrets import (
@@ -118,6 +118,7 @@ def test_a_short_value_does_not_cut_letters_out_of_words() -> None:
     assert mask_values("a data a-b", ["a"]) == f"{MASK} data {MASK}-b"
     assert mask_values("x/7 and ax/7", ["/7"]) == f"x{MASK} and ax{MASK}"
     assert mask_values("a b  c", [" ", "\t"]) == "a b  c"  # whitespace-only values are ignored
+    assert mask_values("k: v, and : alone", [":"]) == f"k: v, and {MASK} alone"
 
 
 def test_mask_key_shapes_cuts_unconfigured_keys() -> None:
@@ -146,7 +147,10 @@ _secrets = st.lists(st.text(_secret_chars, min_size=1, max_size=8), max_size=5)
 
 
 def _whole_word_occurrence(secret: str, text: str) -> bool:
-    """Whether ``secret`` occurs in ``text`` where masking it cuts no word in two."""
+    """Whether ``secret`` occurs in ``text`` where masking it cuts no word in two (a
+    secret without a letter or digit: where it stands between whitespace)."""
+    if re.search(r"\w", secret) is None:
+        return re.search(rf"(?<!\S){re.escape(secret)}(?!\S)", text) is not None
     before = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""
     after = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
     return re.search(f"{before}{re.escape(secret)}{after}", text) is not None
@@ -171,7 +175,7 @@ def test_mask_values_never_leaves_a_configured_secret_whatever_its_length(
 
 
 @given(st.text(_secret_chars, min_size=1, max_size=MIN_SUBSTRING_LENGTH - 1).filter(str.strip),
-       st.sampled_from(["pin {} ok", "{}", "code={};", "({})", "[{}]", "'{}'", "{} at start", "end: {}"]))
+       st.sampled_from(["pin {} ok", "{}", "code={} ;", "( {} )", "'{}' ", "{} at start", "end: {}"]))
 def test_a_configured_secret_shorter_than_four_characters_is_masked(secret: str, template: str) -> None:
     """A one- to three-character configured value standing on its own is masked: by
     ``mask_values``, by the log redactor, and in a masked config tree."""

@@ -17,7 +17,15 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness_kernel import MemoryLogSink, RunResult, ToolContext, create_session_store, define_agent, hookimpl, tool
+from harness_kernel import (
+    MemoryLogSink,
+    RunResult,
+    ToolContext,
+    create_session_store,
+    define_agent,
+    hookimpl,
+    tool,
+)
 from harness_kernel.testing import Reply, ScriptedProvider, ToolCall
 
 MASK = "[redacted]"
@@ -108,12 +116,14 @@ def test_a_dsn_password_in_an_exception_reaches_no_sink(tmp_path_factory: pytest
         assert password not in text, name
         assert masked in text, name
     failed = [r for r in memory.records if r["event"] == "tool_failed"]
-    assert failed and all(masked in r["error"] for r in failed)
+    assert failed
+    assert all(masked in r["error"] for r in failed)
     [run_failed] = [r for r in memory.records if r["event"] == "run_failed"]
     assert run_failed["error"] == f"RuntimeError: could not connect to {masked}"
     assert [json.loads(line)["event"] for line in console.splitlines()].count("run_failed") == 1
     error = results[1].error
-    assert error is not None and error.message == f"RuntimeError: could not connect to {masked}"
+    assert error is not None
+    assert error.message == f"RuntimeError: could not connect to {masked}"
 
 
 _short = st.text(st.sampled_from("QZ9xq#%"), min_size=1, max_size=3).filter(lambda s: re.search(r"\w", s) is not None)
@@ -145,6 +155,8 @@ def test_a_configured_secret_of_three_characters_or_fewer_reaches_no_sink(
         [said] = [r for r in records if r["event"] == "connecting"]
         assert said["detail"] == f"key {MASK} pin ({MASK})", name
         failed = [r for r in records if r["event"] == "tool_failed"]
-        assert failed and all(r["error"] == f"RuntimeError: refused key {MASK}, pin {MASK}" for r in failed), name
+        assert failed, name
+        assert all(r["error"] == f"RuntimeError: refused key {MASK}, pin {MASK}" for r in failed), name
     error = results[1].error
-    assert error is not None and error.message == f"RuntimeError: refused key {MASK}, pin {MASK}"
+    assert error is not None
+    assert error.message == f"RuntimeError: refused key {MASK}, pin {MASK}"

@@ -34,7 +34,9 @@ The rules, in the order they apply:
    value starts with one, nor the character after it when the value ends with one. So
    the configured secret ``x7`` is masked in ``pin x7`` and ``pin=x7;`` but not in
    ``max7`` or ``x7b``: a short value masked inside words would cut letters out of
-   every message. A value made only of whitespace is ignored.
+   every message. A short value without any letter or digit (``:``, ``!!``) is masked
+   only where it stands between whitespace or at an end of the text, and a value made
+   only of whitespace is ignored: either would otherwise cut every colon or space.
 """
 
 from __future__ import annotations
@@ -202,7 +204,10 @@ _WORD: Final = re.compile(r"\w")
 
 
 def _whole_word(value: str) -> str:
-    """A pattern for ``value`` that does not match where it would cut a word in two."""
+    """A pattern for ``value`` that does not match where it would cut a word in two
+    (or, for a value without a letter or digit, anywhere but between spaces)."""
+    if not _WORD.search(value):
+        return rf"(?<!\S){re.escape(value)}(?!\S)"
     before = r"(?<!\w)" if _WORD.match(value[0]) else ""
     after = r"(?!\w)" if _WORD.match(value[-1]) else ""
     return f"{before}{re.escape(value)}{after}"
