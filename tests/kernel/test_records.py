@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness_kernel import codec
+from harness_kernel import Message, TextPart, ToolCallPart, ToolResultPart, codec
 from harness_kernel._records import PAYLOAD_TYPES, RunResult, SessionRecord, Usage
 from harness_kernel.errors import StorageError
 from harness_kernel.testing import sample_events
@@ -92,3 +92,15 @@ def test_a_missing_migration_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(codec, "_migrations", {})
     with pytest.raises(StorageError, match="no migration registered for event v1"):
         codec.decode_event(codec.encode_event(sample_events()[0]) | {"schema_version": 1})
+
+
+def test_a_tool_message_text_is_its_result_content() -> None:
+    """``Message.text`` of a tool message gives what the tool returned (one result per
+    line), so ``request.messages[-1].text`` reads the result a scripted model reacts to;
+    the other roles still join their text parts."""
+    one = Message("tool", (ToolResultPart("c1", "wrote todo.txt"),))
+    two = Message("tool", (ToolResultPart("c1", "ok"), ToolResultPart("c2", "boom", is_error=True)))
+    assert one.text == "wrote todo.txt"
+    assert two.text == "ok\nboom"
+    assistant = Message("assistant", (TextPart("Let me "), ToolCallPart("c1", "t", {}), TextPart("see.")))
+    assert assistant.text == "Let me see."

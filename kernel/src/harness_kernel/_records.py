@@ -144,7 +144,10 @@ class Message:
 
     @property
     def text(self) -> str:
-        """The text parts joined, in order."""
+        """The text parts joined, in order; for a ``tool`` message, the content of its
+        results (one per line when it holds several)."""
+        if self.role == "tool":
+            return "\n".join(p.content for p in self.parts if isinstance(p, ToolResultPart))
         return "".join(p.text for p in self.parts if isinstance(p, TextPart))
 
     @property
