@@ -113,3 +113,36 @@ def test_links_between_top_level_pages_resolve(page: str) -> None:
         if "://" not in target and "/" not in target and not (DOCS / target).exists()
     ]
     assert missing == [], f"docs/{page} links to missing pages: {missing}"
+
+
+def test_the_packaging_example_passes_once_its_distribution_is_installed(tmp_path: Path) -> None:
+    """writing-plugins.md's packaging example still passes its own assertions after the
+    distribution it describes is installed: its entry point autoloads the module while
+    the example hands the same module to the store, and "weather" must load once.
+    Installing is simulated by a dist-info folder on the path, with autoloading on."""
+    text = (DOCS / "writing-plugins.md").read_text(encoding="utf-8")
+    [code] = [b.code for b in BLOCKS if b.page == "writing-plugins.md" and "harness_kernel_weather:" in b.code]
+    assert 'weather = "harness_kernel_weather"' in text
+    (tmp_path / "harness_kernel_weather.py").write_text(code, encoding="utf-8")
+    info = tmp_path / "harness_kernel_weather-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: harness-kernel-weather\nVersion: 0.1.0\n", encoding="utf-8"
+    )
+    (info / "entry_points.txt").write_text(
+        "[harness_kernel]\nweather = harness_kernel_weather\n", encoding="utf-8"
+    )
+    env = _environment()
+    del env["HARNESS_KERNEL_DISABLE_AUTOLOAD"]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    probe = subprocess.run(
+        [sys.executable, "-c", "from harness_kernel import PluginRegistry as R; "
+         "print([p.status for p in R().listing() if p.name == 'weather'])"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert probe.stdout.strip() == "['loaded']", probe.stderr  # the entry point is seen
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "harness_kernel_weather.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
