@@ -123,14 +123,15 @@ def test_delays_stay_within_their_bounds(
         assert total <= budget + 1e-9
 
 
-def test_options_accept_the_backoff_ms_spelling() -> None:
-    """``backoff_ms`` (as in the kernel's examples) sets the base delay in milliseconds;
-    giving it with ``base_delay`` is refused with the option path."""
+def test_the_base_delay_has_one_spelling_in_seconds() -> None:
+    """``base_delay`` (seconds, default 0.5, as the docs say) is the only spelling of the
+    base delay: ``backoff_ms`` is refused with its path and the ``base_delay`` to give."""
     registry = PluginRegistry()
-    built = registry.build("retry_policy", "exponential", {"attempts": 3, "backoff_ms": 500})
-    assert built.options.base == 0.5
-    with pytest.raises(ConfigError, match="not both"):
-        registry.build("retry_policy", "exponential", {"base_delay": 1.0, "backoff_ms": 500})
+    assert registry.build("retry_policy", "exponential", {}).options.base_delay == 0.5
+    built = registry.build("retry_policy", "exponential", {"attempts": 3, "base_delay": 0.25})
+    assert built.options.base_delay == 0.25
+    with pytest.raises(ConfigError, match=r"error_policy\.retry\.model\b.*backoff_ms.*did you mean base_delay = 0\.5\?"):
+        registry.build("retry_policy", "exponential", {"backoff_ms": 500}, path="error_policy.retry.model")
     with pytest.raises(ConfigError, match=r"error_policy\.retry\.model\.attempts: expected int"):
         registry.build("retry_policy", "exponential", {"attempts": "3"}, path="error_policy.retry.model")
 
@@ -153,10 +154,10 @@ def _flaky(failures: list[BaseException]) -> ScriptedProvider:
 
 
 async def test_a_store_retries_with_it_by_default(autojump_clock: trio.testing.MockClock) -> None:
-    """A store with no retry settings and the DESIGN example's settings both retry a
+    """A store with no retry settings and one with the documented settings both retry a
     flaky model until it answers, waiting what the rate limit asked (mock time)."""
     agent = define_agent(name="retrying")
-    for error_policy in (None, {"retry": {"model": {"attempts": 3, "backoff_ms": 500}}}):
+    for error_policy in (None, {"retry": {"model": {"attempts": 3, "base_delay": 0.5}}}):
         provider = _flaky([RateLimited("slow", retry_after=2.0), ProviderUnavailable("down")])
         async with create_session_store(
             agent=agent, providers=[provider], default_model="scripted/flaky", error_policy=error_policy,

@@ -42,38 +42,29 @@ def _at_least(bound: float) -> Callable[[Any, attrs.Attribute[Any], float | None
     return check
 
 
-def _one_base(instance: ExponentialOptions, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and instance.base_delay is not None:
-        raise ValueError("give base_delay (seconds) or backoff_ms (milliseconds), not both")
+def _refused_spelling(_instance: Any, _attribute: attrs.Attribute[Any], value: float | None) -> None:
+    # One spelling of the base delay, in seconds like its siblings; the millisecond one
+    # an older example used is refused with the value to give instead.
+    if value is None:
+        return
+    hint = f"base_delay = {value / 1000:g}"
+    raise ValueError(f"backoff_ms is not an option; did you mean {hint}? (base_delay is in seconds, like max_delay and budget)")
 
 
 @attrs.frozen
 class ExponentialOptions:
-    """Options of the ``exponential`` retry policy.
-
-    ``attempts``: model calls in all, the first included (1 disables retries).
-    ``base_delay``: seconds; the ceiling of the first wait, doubled for each further
-    one. ``backoff_ms``: the same in milliseconds (the spelling of the kernel's
-    examples); give one of the two. ``max_delay``: the largest single wait, also the cap
-    on a ``Retry-After``. ``budget``: seconds of waiting allowed for one model call
-    (``None``: no limit).
-    """
+    """Options of the ``exponential`` retry policy."""
 
     attempts: int = attrs.field(default=3, validator=_at_least(1))
-    base_delay: float | None = attrs.field(default=None, validator=_at_least(0))
-    backoff_ms: float | None = attrs.field(default=None, validator=[_at_least(0), _one_base])
+    """Model calls in all, the first included; ``1`` disables retries."""
+    base_delay: float = attrs.field(default=DEFAULT_BASE_DELAY, validator=_at_least(0))
+    """Seconds: the ceiling of the first wait, doubled for each further one."""
     max_delay: float = attrs.field(default=30.0, validator=_at_least(0))
+    """Seconds: the longest single wait; also caps a ``Retry-After``."""
     budget: float | None = attrs.field(default=60.0, validator=_at_least(0))
-
-    @property
-    def base(self) -> float:
-        """The base delay in seconds, whichever way it was given."""
-        if self.base_delay is not None:
-            return self.base_delay
-        if self.backoff_ms is not None:
-            return self.backoff_ms / 1000
-        return DEFAULT_BASE_DELAY
-
+    """Seconds of waiting allowed for one model call (unset: no limit)."""
+    backoff_ms: float | None = attrs.field(default=None, validator=_refused_spelling, repr=False)
+    """Refused, with the ``base_delay`` to give instead (``backoff_ms = 500`` is ``base_delay = 0.5``): one spelling, in seconds."""
 
 class _Outside:
     """The caller key when ``next_delay`` is called outside trio (tests, scripts)."""
@@ -102,7 +93,7 @@ class ExponentialRetry(RetryPolicy):
         options = self.options
         if not getattr(error, "retryable", False) or attempt >= options.attempts:
             return None
-        ceiling = min(options.max_delay, options.base * 2.0 ** (attempt - 1))
+        ceiling = min(options.max_delay, options.base_delay * 2.0 ** (attempt - 1))
         delay = ceiling * self._random()
         asked = _retry_after(error)
         if asked is not None:
