@@ -1,33 +1,47 @@
 # make demo | make test | make bench | make lint
-# Every target first creates .venv and installs every distribution found in the
-# repository (each directory holding a pyproject.toml) in editable mode.
+# Two install levels, one stamp each, so `make test` after `make demo` only adds what is
+# missing:
+#   runtime: .venv with every distribution found in the repository (each directory
+#            holding a pyproject.toml) in editable mode, and their own dependencies only;
+#   dev:     runtime plus the workspace's dev extras (pytest, hypothesis, mypy, ruff,
+#            moto, ...), for test, bench and lint.
+# The build backend is installed once into the venv and the editable installs are built
+# without isolation: with isolation pip makes one throwaway build environment per
+# distribution, which was most of the install time.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet
 DISTS := $(sort $(patsubst %/pyproject.toml,%,$(shell find kernel providers storage_backends sandboxes plugins -name pyproject.toml -not -path '*/.*' 2>/dev/null)))
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 
-.PHONY: install demo test bench lint typecheck clean
+.PHONY: install install-runtime demo test bench lint typecheck clean
 
-install: $(STAMP)
+install: $(DEV)
+install-runtime: $(RUNTIME)
 
-$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
+$(RUNTIME): $(addsuffix /pyproject.toml,$(DISTS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ./,$(DISTS))
-	touch $(STAMP)
+	$(PIP) 'hatchling>=1.21' editables
+	$(PIP) --no-build-isolation $(addprefix -e ./,$(DISTS))
+	touch $@
 
-demo: $(STAMP)
+$(DEV): $(RUNTIME) pyproject.toml
+	$(PIP) --no-build-isolation -e '.[dev]'
+	touch $@
+
+demo: $(RUNTIME)
 	$(BIN)/python examples/quickstart/quickstart.py
 	$(BIN)/python examples/quickstart/run_config_demo.py
 
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check kernel
 	$(BIN)/mypy
