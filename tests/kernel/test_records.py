@@ -50,7 +50,7 @@ def test_run_results_round_trip() -> None:
 
 def test_unknown_event_types_survive_as_unknown_payloads() -> None:
     """An event type this kernel does not know is kept, not dropped or misread."""
-    raw = {"seq": 4, "type": "plugin.thing", "at": 1.0, "run_id": None, "data": {"x": [1]}, "schema_version": 1}
+    raw = {"seq": 4, "type": "plugin.thing", "at": 1.0, "run_id": None, "data": {"x": [1]}, "schema_version": codec.SCHEMA_VERSION}
     event = codec.decode_event(raw)
     assert (event.type, event.payload.data) == ("plugin.thing", {"x": [1]})
     assert codec.encode_event(event) == raw

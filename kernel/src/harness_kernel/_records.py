@@ -20,15 +20,19 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "EventPayload",
+    "FilePart",
     "GrantsChanged",
+    "ImagePart",
     "InputKind",
     "InputQueued",
     "Lease",
+    "MAX_INLINE_BYTES",
     "Message",
     "MessageAdded",
     "ModeChanged",
     "ModelChanged",
     "Part",
+    "ReasoningPart",
     "Remember",
     "Role",
     "RunFinished",
@@ -75,7 +79,9 @@ class Usage:
 
     ``input_tokens`` counts every prompt token, cached ones included (for Anthropic:
     input + cache reads + cache writes); ``cache_read_tokens`` and ``cache_write_tokens``
-    say how many of them were served from or written to a prompt cache."""
+    say how many of them were served from or written to a prompt cache;
+    ``reasoning_tokens`` how many of ``output_tokens`` the model spent thinking (where
+    the API reports it)."""
 
     type: ClassVar[str] = "usage"
 
@@ -83,6 +89,7 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -94,6 +101,7 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
         )
 
 
@@ -122,7 +130,82 @@ class ToolResultPart:
     is_error: bool = False
 
 
-Part: TypeAlias = TextPart | ToolCallPart | ToolResultPart
+@attrs.frozen
+class ReasoningPart:
+    """What the model thought before answering, as its API hands it over.
+
+    ``text`` is the reasoning text the API shows (Anthropic's thinking, a compatible
+    server's ``reasoning_content``) or, with ``summary``, a summary of it (the OpenAI
+    Responses API). The opaque fields are the API's own and are sent back unchanged on
+    the next turn by the provider that made them: ``signature`` (Anthropic thinking),
+    ``encrypted`` (OpenAI encrypted reasoning content, or the data of an Anthropic
+    ``redacted_thinking`` block, then ``redacted`` is true and ``text`` empty), ``id``
+    (the API's item id). ``source`` names the API that can read them (``"anthropic"``,
+    ``"openai-responses"``); other providers leave the part out of their requests.
+    Never part of ``Message.text``.
+    """
+
+    text: str = ""
+    summary: bool = False
+    signature: str | None = None
+    encrypted: str | None = None
+    redacted: bool = False
+    id: str | None = None
+    source: str | None = None
+
+
+MAX_INLINE_BYTES = 20 * 1024 * 1024
+"""The largest ``data`` an ``ImagePart`` or ``FilePart`` may carry inline (20 MiB).
+
+Bigger content is refused when the part is built (``ValueError``), before anything is
+stored or sent; pass a ``url`` or a host-resolved ``ref`` instead. Providers may refuse
+smaller sizes their API does not take (``BadRequest``, before the request is sent)."""
+
+
+def _one_source(instance: ImagePart | FilePart, _: Any, __: Any) -> None:
+    kind = type(instance).__name__
+    given = [name for name in ("data", "url", "ref") if getattr(instance, name) is not None]
+    if len(given) != 1:
+        raise ValueError(f"{kind} takes exactly one of data, url or ref (got {', '.join(given) or 'none'})")
+    if instance.data is not None:
+        if not isinstance(instance.data, bytes):
+            raise ValueError(f"{kind}.data must be bytes, not {type(instance.data).__name__}")
+        if len(instance.data) > MAX_INLINE_BYTES:
+            raise ValueError(
+                f"{kind} is too large to send inline: {len(instance.data)} bytes, the limit is "
+                f"{MAX_INLINE_BYTES} bytes (MAX_INLINE_BYTES); pass a url or a ref instead"
+            )
+        if not instance.media_type:
+            raise ValueError(f"{kind} with inline data needs a media_type (such as 'image/png')")
+
+
+@attrs.frozen
+class ImagePart:
+    """An image in a message: inline ``data`` (bytes, at most ``MAX_INLINE_BYTES``), a
+    ``url`` the API fetches (``https:`` or ``data:``), or a ``ref`` the host resolves
+    (in a ``before_model_call`` hook) before the request is sent. Exactly one is set;
+    ``media_type`` (``image/png``, ``image/jpeg``, ...) is required with ``data``."""
+
+    media_type: str = ""
+    data: bytes | None = attrs.field(default=None, validator=_one_source, repr=lambda d: f"<{len(d)} bytes>")
+    url: str | None = None
+    ref: str | None = None
+
+
+@attrs.frozen
+class FilePart:
+    """A document in a message (a PDF, plain text, ...), given like an ``ImagePart``:
+    inline ``data`` up to ``MAX_INLINE_BYTES``, a ``url`` or a host-resolved ``ref``;
+    ``name`` is the file name some APIs show the model."""
+
+    media_type: str = ""
+    data: bytes | None = attrs.field(default=None, validator=_one_source, repr=lambda d: f"<{len(d)} bytes>")
+    url: str | None = None
+    ref: str | None = None
+    name: str | None = None
+
+
+Part: TypeAlias = TextPart | ToolCallPart | ToolResultPart | ReasoningPart | ImagePart | FilePart
 
 
 def _parts(parts: Iterable[Part]) -> tuple[Part, ...]:
@@ -154,9 +237,14 @@ class Message:
     def tool_calls(self) -> tuple[ToolCallPart, ...]:
         return tuple(p for p in self.parts if isinstance(p, ToolCallPart))
 
+    @property
+    def reasoning(self) -> tuple[ReasoningPart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ReasoningPart))
+
     @classmethod
-    def user(cls, text: str) -> Message:
-        return cls("user", (TextPart(text),))
+    def user(cls, text: str, *attachments: ImagePart | FilePart) -> Message:
+        """A user message: ``text``, then images or files (``Message.user("What is this?", image)``)."""
+        return cls("user", (TextPart(text), *attachments))
 
 
 @attrs.frozen

@@ -27,6 +27,7 @@ from ._records import (
     EventPayload,
     Message,
     MessageAdded,
+    ReasoningPart,
     SuspensionRequested,
     TextPart,
     ToolCallPart,
@@ -44,6 +45,8 @@ from .codec import converter, dumps
 from .contracts import (
     Finish,
     ModelRequest,
+    ReasoningDelta,
+    ReasoningEnd,
     SandboxSession,
     TextDelta,
     ToolCallDelta,
@@ -137,8 +140,27 @@ class _Assembly:
         self.usage: Usage | None = None
         self.finish: str | None = None
         self.visible = False
+        self.reasoning: list[ReasoningPart] = []
+        self._thinking: list[str] | None = None  # the open reasoning block's fragments
+        self._summary = False
 
     def feed(self, event: Any) -> None:
+        if isinstance(event, ReasoningDelta):
+            if self._thinking is None:
+                self._thinking, self._summary = [], event.summary
+            self._thinking.append(event.text)
+            self.visible = self.visible or bool(event.text)
+            return
+        if isinstance(event, ReasoningEnd):
+            text = "".join(self._thinking or ())
+            self.reasoning.append(
+                ReasoningPart(text, self._summary, event.signature, event.encrypted, event.redacted, event.id, event.source)
+            )
+            self._thinking = None
+            return
+        if self._thinking is not None:  # text or a call ends a block the API never closed
+            self.reasoning.append(ReasoningPart("".join(self._thinking), self._summary))
+            self._thinking = None
         if isinstance(event, TextDelta):
             if event.text:
                 self.text.append(event.text)
@@ -218,7 +240,7 @@ class Step:
                 async with _aclosing(provider.stream(request)) as events:
                     async for event in events:
                         assembly.feed(event)
-                        if isinstance(event, TextDelta | ToolCallStart | ToolCallDelta | ToolCallEnd):
+                        if isinstance(event, TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | ToolCallEnd):
                             await log.delta(event)
                 break
             except ProviderError as exc:
@@ -229,7 +251,8 @@ class Step:
                 await trio.sleep(delay)
                 attempt += 1
 
-        parts: list[Any] = []
+        assembly.feed(None)  # closes a reasoning block still open at the end
+        parts: list[Any] = list(assembly.reasoning)
         text = "".join(assembly.text)
         if text:
             parts.append(TextPart(text))

@@ -9,6 +9,8 @@ with a clear error instead of being misread. Nothing is ever pickled.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -19,7 +21,10 @@ from cattrs.strategies import configure_tagged_union
 from ._records import (
     PAYLOAD_TYPES,
     Event,
+    FilePart,
+    ImagePart,
     Part,
+    ReasoningPart,
     RunResult,
     SessionRecord,
     TextPart,
@@ -46,8 +51,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-"""Version written into every persisted payload by this kernel."""
+SCHEMA_VERSION = 2
+"""Version written into every persisted payload by this kernel.
+
+2: message parts may be ``reasoning``, ``image`` or ``file``, and ``Usage`` has
+``reasoning_tokens`` (see the migrations at the end of this module)."""
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -58,7 +66,43 @@ Detailed validation is off: persisted data is ours, and decoding must stay cheap
 hydrate decodes every event of a session). A malformed payload still fails, as a
 ``StorageError``."""
 
-_PART_TAGS = {TextPart: "text", ToolCallPart: "tool_call", ToolResultPart: "tool_result"}
+
+def _unstructure_media(part: ImagePart | FilePart) -> dict[str, Any]:
+    # Inline bytes are stored as base64 text: payloads stay plain JSON.
+    data: dict[str, Any] = {"media_type": part.media_type}
+    if part.data is not None:
+        data["data"] = base64.b64encode(part.data).decode("ascii")
+    if part.url is not None:
+        data["url"] = part.url
+    if part.ref is not None:
+        data["ref"] = part.ref
+    if isinstance(part, FilePart) and part.name is not None:
+        data["name"] = part.name
+    return data
+
+
+def _structure_media(value: Mapping[str, Any], cls: type[ImagePart] | type[FilePart]) -> ImagePart | FilePart:
+    raw = value.get("data")
+    try:
+        data = base64.b64decode(raw, validate=True) if raw is not None else None
+    except (binascii.Error, TypeError) as exc:
+        raise ValueError(f"{cls.__name__}.data is not base64") from exc
+    extra = {"name": value.get("name")} if cls is FilePart else {}
+    return cls(value.get("media_type", ""), data, value.get("url"), value.get("ref"), **extra)
+
+
+for _media in (ImagePart, FilePart):
+    converter.register_unstructure_hook(_media, _unstructure_media)
+    converter.register_structure_hook(_media, _structure_media)
+
+_PART_TAGS = {
+    TextPart: "text",
+    ToolCallPart: "tool_call",
+    ToolResultPart: "tool_result",
+    ReasoningPart: "reasoning",
+    ImagePart: "image",
+    FilePart: "file",
+}
 configure_tagged_union(
     Part, converter, tag_name="kind", tag_generator=lambda cls: _PART_TAGS[cls]
 )
@@ -163,6 +207,13 @@ def encode_run_result(result: RunResult) -> dict[str, Any]:
 
 def decode_run_result(payload: Mapping[str, Any]) -> RunResult:
     return converter.structure(_upgrade("run_result", payload), RunResult)
+
+
+# Version 2 only added optional fields and part kinds: a version-1 payload is already a
+# valid version-2 payload, so each migration is the identity. They are registered so the
+# upgrade path is explicit (and the chain stays unbroken for version 3).
+for _kind in ("event", "session_record", "run_result"):
+    register_migration(_kind, 1)(lambda payload: payload)
 
 
 def dumps(payload: Any) -> str:

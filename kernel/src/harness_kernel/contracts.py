@@ -26,6 +26,8 @@ __all__ = [
     "ModelProvider",
     "ModelRequest",
     "Page",
+    "ReasoningDelta",
+    "ReasoningEnd",
     "RetryPolicy",
     "Sandbox",
     "SandboxCapabilities",
@@ -81,6 +83,36 @@ class TextDelta:
 
 
 @attrs.frozen
+class ReasoningDelta:
+    """A fragment of the model's reasoning (``summary``: of a summary of it), in order.
+
+    Fragments join the open reasoning block; a block ends at its ``ReasoningEnd``, or
+    when text or a tool call follows (APIs that send no end, such as Chat Completions
+    servers streaming ``reasoning_content``)."""
+
+    type: ClassVar[str] = "reasoning.delta"
+    text: str
+    summary: bool = False
+
+
+@attrs.frozen
+class ReasoningEnd:
+    """A reasoning block is complete: the API's opaque content that must go back with it.
+
+    ``signature`` (Anthropic thinking), ``encrypted`` (OpenAI encrypted reasoning, or the
+    data of a redacted block with ``redacted``), ``id`` (the API's item id) and ``source``
+    (the API that reads them back) become the fields of the ``ReasoningPart``. A
+    ``ReasoningEnd`` with no open block is a block without text (a redacted one)."""
+
+    type: ClassVar[str] = "reasoning.end"
+    signature: str | None = None
+    encrypted: str | None = None
+    redacted: bool = False
+    id: str | None = None
+    source: str | None = None
+
+
+@attrs.frozen
 class ToolCallStart:
     """The model began a tool call. ``call_id`` is unique within the response."""
 
@@ -115,7 +147,9 @@ class Finish:
     reason: str
 
 
-ModelEvent: TypeAlias = TextDelta | ToolCallStart | ToolCallDelta | ToolCallEnd | Usage | Finish
+ModelEvent: TypeAlias = (
+    TextDelta | ReasoningDelta | ReasoningEnd | ToolCallStart | ToolCallDelta | ToolCallEnd | Usage | Finish
+)
 
 
 class ModelProvider(ABC):
@@ -136,9 +170,10 @@ class ModelProvider(ABC):
     def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """Stream the response to ``request`` as ``ModelEvent`` values.
 
-        Returns an async iterator (typically an async generator) that yields text and
-        tool-call events as they arrive, at most one ``Usage``, and ends with exactly one
-        ``Finish``. Tool-call events for one ``call_id`` come as ``ToolCallStart``, zero or
+        Returns an async iterator (typically an async generator) that yields text,
+        reasoning (``ReasoningDelta`` fragments, each block closed by an optional
+        ``ReasoningEnd``) and tool-call events as they arrive, at most one ``Usage``,
+        and ends with exactly one ``Finish``. Tool-call events for one ``call_id`` come as ``ToolCallStart``, zero or
         more ``ToolCallDelta``, then ``ToolCallEnd``.
 
         Raises a ``ProviderError`` subclass on failure: ``RateLimited`` (with
