@@ -49,17 +49,22 @@ def main() -> None:
     data = Path(options.keep) if options.keep else Path(tempfile.mkdtemp(prefix="harness-demo-"))
     env = {**os.environ, "HARNESS_DATA": str(data), "PYTHONUNBUFFERED": "1"}
     try:
-        print("== first process: chat, with a tool call that needs approval ==")
+        print("== harness.toml: model demo/notes, a scripted stand-in (notes_agent.py), no LLM, no API key ==")
+        print("\n== one process: chat, with a tool call that needs approval ==")
         run(["chat", "demo"], env, stdin="Hello there\nRemember to water the plants on Friday\ny\n")
 
-        print("\n== restart: new processes, same storage ==")
+        print("\n== a restart: three new processes, each on the same storage ==")
         run(["sessions", "list"], env)
         run(["runs", "demo"], env)
         run(["send", "demo", "What do you have for me?"], env)
         log = data / "logs" / "harness.jsonl"
         if log.exists():
             lines = log.read_text(encoding="utf-8").splitlines()
-            print(f"\n(the jsonl sink wrote {len(lines)} log records to {log})")
+            where = (
+                f"in {log}" if options.keep
+                else "in a temporary folder, removed now; run with --keep DIR to read them"
+            )
+            print(f"\n(the jsonl sink wrote {len(lines)} log records, {where})")
     finally:
         if not options.keep:
             shutil.rmtree(data, ignore_errors=True)
