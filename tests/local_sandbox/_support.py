@@ -36,9 +36,14 @@ def missing(component: str, problem: str) -> None:
     """Skip a test whose component this host lacks; under ``CI=true`` fail instead:
     CI installs every component (``.ci/run``), so a missing one there is a broken CI."""
     message = f"{component} is unusable on this host, so it cannot be tested here: {problem}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
+    if under_ci():
+        pytest.fail(f"{message} (CI={os.environ['CI']}: CI must provide it, see .ci/run)", pytrace=False)
     pytest.skip(message)
+
+
+def under_ci() -> bool:
+    """``CI`` set the way CI services set it (``true``, ``1``, ``yes``)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
 def needs_bwrap() -> None:
