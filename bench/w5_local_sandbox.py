@@ -56,19 +56,26 @@ async def level(isolation: str, rows: list[tuple[str, str]]) -> None:
             )
         )
         free_box = await free.open(SessionInfo("w5-free", "bench"))
-        await timed(10, lambda: box.exec(["true"]))  # warm up both
-        await timed(10, lambda: free_box.exec(["true"]))
+        plain = LocalSandbox(LocalSandboxOptions(root=root, isolation=isolation, cgroup="off"))
+        plain_box = await plain.open(SessionInfo("w5-rlimits", "bench"))
+        for each in (box, free_box, plain_box):  # warm up
+            await timed(10, lambda each=each: each.exec(["true"]))
         limited: list[float] = []
         unlimited: list[float] = []
+        rlimited: list[float] = []
         for _ in range(200):
             limited += await timed(1, lambda: box.exec(["true"]))
             unlimited += await timed(1, lambda: free_box.exec(["true"]))
+            rlimited += await timed(1, lambda: plain_box.exec(["true"]))
         mechanisms = sandbox.limit_mechanisms
         how = "cgroup" if sandbox.cgroups is not None else "rlimits only"
         rows.append((f"{isolation}: exec true, no limits, p50 / p95 ms", f"{statistics.median(unlimited):.2f} / {percentile(unlimited, 0.95):.2f}"))
         rows.append((f"{isolation}: exec true, limits on ({how}), p50 / p95 ms", f"{statistics.median(limited):.2f} / {percentile(limited, 0.95):.2f}"))
-        added = statistics.median(limited) - statistics.median(unlimited)
-        rows.append((f"{isolation}: added by limits, p50 ms (target < 1)", f"{added:.2f} {'ok' if added < 1 else 'OVER'}"))
+        rows.append((f"{isolation}: exec true, limits on (cgroup = off), p50 / p95 ms", f"{statistics.median(rlimited):.2f} / {percentile(rlimited, 0.95):.2f}"))
+        for label, samples in ((how, limited), ("cgroup = off", rlimited)):
+            added = statistics.median(samples) - statistics.median(unlimited)
+            rows.append((f"{isolation}: added by limits ({label}), p50 ms (target < 1)", f"{added:.2f} {'ok' if added < 1 else 'OVER'}"))
+        await plain.aclose()
         if isolation == "none":
             rows.append(("limits: memory / processes by", f"{mechanisms['memory'].split(' (')[0]} / {mechanisms['processes'].split(' (')[0]}"))
         await free.aclose()
