@@ -47,8 +47,8 @@ def expected_error(expected: dict) -> tuple[type[ProviderError], str] | None:
 @pytest.mark.parametrize("piece", [0, 7], ids=["whole", "7-byte-chunks"])
 @pytest.mark.parametrize("name", fixture_params("anthropic-messages"))
 async def test_transcript_gives_its_expected_outcome(loopback: LoopbackServer, name: str, piece: int) -> None:
-    """Text, tool use with parsed input, stop reason, usage or the mapped error of each
-    transcript come out of the provider exactly, however the bytes are split; the
+    """Text, thinking (text and signature, or redacted data), tool use with parsed input,
+    stop reason, usage or the mapped error of each transcript come out of the provider exactly, however the bytes are split; the
     request was a streaming POST to /v1/messages with the key and the API version."""
     fixture = load(name)
     expected = fixture.expected
@@ -71,6 +71,13 @@ async def test_transcript_gives_its_expected_outcome(loopback: LoopbackServer, n
         assert sent.headers["anthropic-version"] == "2023-06-01"
 
     assert result.text == expected["text"]
+    thinking = [b for b in expected["content_blocks"] if b["type"] in ("thinking", "redacted_thinking")]
+    assert [
+        (r.text, r.signature, r.encrypted, r.redacted, r.source) for r in result.reasoning
+    ] == [
+        (b.get("thinking", ""), b.get("signature"), b.get("data"), b["type"] == "redacted_thinking", "anthropic")
+        for b in thinking
+    ]
     tool_blocks = [b for b in expected["content_blocks"] if b["type"] == "tool_use"]
     assert [(i, n) for i, n, _ in result.calls] == [(b["id"], b["name"]) for b in tool_blocks]
     for (_, _, raw), block in zip(result.calls, tool_blocks, strict=True):

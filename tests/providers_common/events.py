@@ -12,6 +12,9 @@ from harness_kernel import (
     Message,
     ModelProvider,
     ModelRequest,
+    ReasoningDelta,
+    ReasoningEnd,
+    ReasoningPart,
     TextDelta,
     ToolCallDelta,
     ToolCallEnd,
@@ -39,6 +42,9 @@ class Assembled:
     """(call_id, name, raw JSON arguments) in the order the calls started."""
     usage: Usage | None
     finish: str
+    reasoning: list[ReasoningPart] = attrs.Factory(list)
+    """The reasoning blocks, assembled as the kernel does (a block ends at its
+    ``ReasoningEnd`` or when text or a tool call follows)."""
 
 
 def assemble(events: list[Any]) -> Assembled:
@@ -62,11 +68,33 @@ def assemble(events: list[Any]) -> Assembled:
         elif isinstance(event, ToolCallEnd):
             assert event.call_id in open_calls, "end of a call that is not open"
         else:
-            assert isinstance(event, TextDelta | Usage | Finish), f"unexpected event {event!r}"
+            assert isinstance(event, TextDelta | Usage | Finish | ReasoningDelta | ReasoningEnd), (
+                f"unexpected event {event!r}"
+            )
     ended = {e.call_id for e in events if isinstance(e, ToolCallEnd)}
     assert ended == set(order), "every started call ends"
     for call_id in order:
         name, fragments = open_calls[call_id]
         calls.append((call_id, name, "".join(fragments)))
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    return Assembled(text, calls, usages[0] if usages else None, events[-1].reason)
+    return Assembled(text, calls, usages[0] if usages else None, events[-1].reason, _reasoning(events))
+
+
+def _reasoning(events: list[Any]) -> list[ReasoningPart]:
+    blocks: list[ReasoningPart] = []
+    fragments: list[str] | None = None
+    summary = False
+    for event in events:
+        if isinstance(event, ReasoningDelta):
+            if fragments is None:
+                fragments, summary = [], event.summary
+            fragments.append(event.text)
+        elif isinstance(event, ReasoningEnd):
+            blocks.append(ReasoningPart(
+                "".join(fragments or ()), summary, event.signature, event.encrypted, event.redacted, event.id, event.source,
+            ))
+            fragments = None
+        elif fragments is not None:
+            blocks.append(ReasoningPart("".join(fragments), summary))
+            fragments = None
+    return blocks

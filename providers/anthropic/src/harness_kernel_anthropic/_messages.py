@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -9,8 +11,13 @@ from typing import Any
 import attrs
 
 from harness_kernel import (
+    FilePart,
     Finish,
+    ImagePart,
     ModelRequest,
+    ReasoningDelta,
+    ReasoningEnd,
+    ReasoningPart,
     TextDelta,
     TextPart,
     ToolCallDelta,
@@ -21,9 +28,16 @@ from harness_kernel import (
     Usage,
 )
 from harness_kernel.contracts import ModelEvent
+from harness_kernel.errors import BadRequest
 from harness_kernel.http import ServerSentEvent, SSETransport, detail_from_object
 
-__all__ = ["MessagesStream", "messages_body", "messages_of"]
+__all__ = ["MAX_IMAGE_BYTES", "SOURCE", "MessagesStream", "messages_body", "messages_of"]
+
+SOURCE = "anthropic"
+"""``ReasoningPart.source`` of the thinking this API signs; only those parts go back."""
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+"""The API's limit for one inline image (larger ones are refused before sending)."""
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 RESERVED = frozenset({"model", "messages", "stream", "system", "tools"})
 
@@ -55,7 +69,13 @@ def messages_of(request: ModelRequest) -> tuple[str, list[dict[str, Any]]]:
         role = "assistant" if message.role == "assistant" else "user"
         blocks: list[dict[str, Any]] = []
         for part in message.parts:
-            if isinstance(part, TextPart):
+            if isinstance(part, ReasoningPart):
+                block = _thinking_block(part) if role == "assistant" else None
+                if block is not None:
+                    blocks.append(block)
+            elif isinstance(part, ImagePart | FilePart):
+                blocks.append(_media_block(part))
+            elif isinstance(part, TextPart):
                 if part.text.strip():
                     blocks.append({"type": "text", "text": part.text})
             elif isinstance(part, ToolCallPart):
@@ -75,6 +95,70 @@ def messages_of(request: ModelRequest) -> tuple[str, list[dict[str, Any]]]:
         if turn["role"] == "user":
             turn["content"].sort(key=lambda block: block["type"] != "tool_result")
     return "\n\n".join(system), turns
+
+
+def _thinking_block(part: ReasoningPart) -> dict[str, Any] | None:
+    """The block to send back for ``part``: Anthropic's own thinking, unchanged, with its
+    signature (or a redacted block's data); ``None`` for reasoning the API cannot verify
+    (another API's, or a block cut off before its signature)."""
+    if part.source != SOURCE:
+        return None
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.encrypted} if part.encrypted else None
+    if part.signature is None:
+        return None
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+def _data_url(url: str) -> tuple[str, str] | None:
+    """(media type, base64 data) of a ``data:...;base64,`` URL, else ``None``."""
+    head, comma, data = url.partition(",")
+    if not comma or not head.startswith("data:") or not head.endswith(";base64"):
+        return None
+    return head[5:-7], data
+
+
+def _media_block(part: ImagePart | FilePart) -> dict[str, Any]:
+    """An ``image`` or ``document`` block. Raises ``BadRequest`` (nothing is sent) for an
+    unresolved ``ref``, an image over ``MAX_IMAGE_BYTES`` or a type the API does not read."""
+    kind = "image" if isinstance(part, ImagePart) else "document"
+    if part.ref is not None:
+        raise BadRequest(
+            f"anthropic: a {type(part).__name__} reference ({part.ref!r}) was not resolved; "
+            "resolve references to data or a URL before the model call (a before_model_call hook)"
+        )
+    media_type, data = part.media_type, None
+    if part.data is not None:
+        data = base64.b64encode(part.data).decode("ascii")
+        size = len(part.data)
+    elif part.url is not None and (inline := _data_url(part.url)) is not None:
+        media_type, data = inline[0] or media_type, inline[1]
+        size = len(data) * 3 // 4
+    source: dict[str, Any]
+    if data is None:
+        source = {"type": "url", "url": part.url}
+    elif kind == "image":
+        if media_type not in IMAGE_TYPES:
+            raise BadRequest(f"anthropic: images must be one of {sorted(IMAGE_TYPES)}, not {media_type!r}")
+        if size > MAX_IMAGE_BYTES:
+            raise BadRequest(
+                f"anthropic: an image of {size} bytes is over the API's limit of {MAX_IMAGE_BYTES} bytes per image"
+            )
+        source = {"type": "base64", "media_type": media_type, "data": data}
+    elif media_type == "application/pdf":
+        source = {"type": "base64", "media_type": media_type, "data": data}
+    elif media_type.startswith("text/"):
+        try:
+            text = base64.b64decode(data).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise BadRequest("anthropic: a text document must be UTF-8") from None
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    else:
+        raise BadRequest(f"anthropic: documents must be PDF or text, not {media_type!r}")
+    block: dict[str, Any] = {"type": kind, "source": source}
+    if isinstance(part, FilePart) and part.name:
+        block["title"] = part.name
+    return block
 
 
 def messages_body(request: ModelRequest) -> dict[str, Any]:
@@ -125,13 +209,16 @@ class MessagesStream:
 
     ``feed`` takes each server-sent event; ``end`` is called at the end of the body and
     returns the closing events or raises ``MalformedResponse`` when ``message_stop``
-    never came. Thinking blocks and unknown event or block types are skipped (the API
-    may add new ones); ``ping`` is ignored; an ``error`` event raises the mapped error.
+    never came. ``thinking`` blocks stream as ``ReasoningDelta`` and end with a
+    ``ReasoningEnd`` carrying their signature; a ``redacted_thinking`` block is one
+    ``ReasoningEnd`` carrying its data. Unknown event or block types are skipped (the
+    API may add new ones); ``ping`` is ignored; an ``error`` event raises the mapped error.
     """
 
     def __init__(self, transport: SSETransport) -> None:
         self._transport = transport
         self._tools: dict[int, _ToolBlock] = {}
+        self._signatures: dict[int, list[str]] = {}  # open thinking blocks
         self._usage: dict[str, Any] = {}
         self._stop: str | None = None
         self.done = False
@@ -158,6 +245,9 @@ class MessagesStream:
         elif kind == "content_block_delta":
             return self._block_delta(payload)
         elif kind == "content_block_stop":
+            signature = self._signatures.pop(payload.get("index", -1), None)
+            if signature is not None:
+                return [ReasoningEnd(signature="".join(signature) or None, source=SOURCE)]
             block = self._tools.get(payload.get("index", -1))
             if block is not None and block.open:
                 return self._close(block)
@@ -180,6 +270,15 @@ class MessagesStream:
         if block.get("type") == "text":
             text = block.get("text")
             return [TextDelta(text)] if isinstance(text, str) and text else []
+        if block.get("type") == "thinking":
+            self._signatures[index] = [block["signature"]] if isinstance(block.get("signature"), str) else []
+            thinking = block.get("thinking")
+            return [ReasoningDelta(thinking)] if isinstance(thinking, str) and thinking else []
+        if block.get("type") == "redacted_thinking":
+            data = block.get("data")
+            if not isinstance(data, str) or not data:
+                raise self._transport.malformed("a redacted_thinking block without data")
+            return [ReasoningEnd(encrypted=data, redacted=True, source=SOURCE)]
         if block.get("type") == "tool_use":
             call_id, name = block.get("id"), block.get("name")
             if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
@@ -195,6 +294,16 @@ class MessagesStream:
         if delta.get("type") == "text_delta":
             text = delta.get("text")
             return [TextDelta(text)] if isinstance(text, str) and text else []
+        if delta.get("type") == "thinking_delta":
+            thinking = delta.get("thinking")
+            return [ReasoningDelta(thinking)] if isinstance(thinking, str) and thinking else []
+        if delta.get("type") == "signature_delta":
+            signature = self._signatures.get(payload.get("index", -1))
+            if signature is None:
+                raise self._transport.malformed("signature_delta outside an open thinking block")
+            if isinstance(delta.get("signature"), str):
+                signature.append(delta["signature"])
+            return []
         if delta.get("type") == "input_json_delta":
             block = self._tools.get(payload.get("index", -1))
             if block is None or not block.open:
