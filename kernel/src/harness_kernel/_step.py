@@ -281,6 +281,7 @@ class Step:
             await rt.hooks.notify(
                 "after_model_call", log.disabled_hooks, session_id=log.id, run_id=run.id,
                 request=request, text=text, tool_calls=list(assistant.tool_calls),
+                usage=assembly.usage, finish_reason=assembly.finish,
             )
         return assistant
 
@@ -395,7 +396,7 @@ class Step:
                 try:
                     veto, _plugin = await rt.hooks.first(
                         "before_tool_call", session_id=self._log.id, run_id=run.id, tool=tool.name,
-                        arguments=arguments, category=tool.category,
+                        arguments=arguments, category=tool.category, call_id=call.call_id,
                     )
                 except PluginError as exc:
                     self._log.log.error("hook_failed", hook="before_tool_call", error=str(exc))

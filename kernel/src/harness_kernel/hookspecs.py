@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 if TYPE_CHECKING:
-    from ._records import Event, RunResult
+    from ._records import Event, RunResult, Usage
     from .contracts import ModelRequest
 
 __all__ = [
@@ -172,24 +172,42 @@ def before_model_call(
 
 @hookspec
 def after_model_call(
-    session_id: str, run_id: str, request: ModelRequest, text: str, tool_calls: list[Any]
+    session_id: str,
+    run_id: str,
+    request: ModelRequest,
+    text: str,
+    tool_calls: list[Any],
+    usage: Usage | None,
+    finish_reason: str | None,
 ) -> Awaitable[None] | None:
     """A model call completed; ``text`` and ``tool_calls`` are what it produced. Observer.
 
+    ``usage`` is the token count the provider reported for this call (``None`` when it
+    reported none); ``finish_reason`` the provider's reason for stopping (``stop``,
+    ``tool_calls``, ``length``, ...), or ``None``.
+
     .. versionadded:: 0.1
+    .. versionchanged:: 0.1 ``usage`` and ``finish_reason`` (for tracing).
     """
 
 
 @hookspec(firstresult=True)
 def before_tool_call(
-    session_id: str, run_id: str, tool: str, arguments: dict[str, Any], category: str | None
+    session_id: str,
+    run_id: str,
+    tool: str,
+    arguments: dict[str, Any],
+    category: str | None,
+    call_id: str,
 ) -> str | Awaitable[str | None] | None:
     """A validated tool call is about to run. Return a reason string to deny it.
 
+    ``call_id`` is the call's id, the one ``after_tool_call`` reports when it ends.
     Stops at the first non-None result. An implementation that raises denies the call
     (fails closed).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.1 ``call_id``.
     """
 
 

@@ -1,0 +1,281 @@
+"""``Tracing``: the lifecycle hooks turned into OpenTelemetry spans.
+
+One span per run (``invoke_agent <agent>``), a child per model call (``chat <model>``)
+and per tool execution (``execute_tool <tool>``), with the GenAI semantic conventions'
+attributes. Spans are started and ended with explicit parent contexts, never attached
+to the context of the task that happens to call a hook: hooks of one run are called from
+the session's task, but a run may resume in another task (after an approval).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, Final, final
+
+import attrs
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
+
+from harness_kernel import ModelRequest, RunResult, ToolCallPart, Usage, hookimpl
+
+from ._content import Redactor, render_messages, render_output, render_value
+
+__all__ = ["Tracing", "default_tracing"]
+
+INSTRUMENTATION: Final = "harness_kernel_otel"
+
+# Which Tracing owns a run: the first one whose run_started sees it. A host's own
+# instance (registered after the autoloaded one, so called first) wins; the autoloaded
+# default then leaves that run alone instead of tracing it twice.
+_owners: weakref.WeakValueDictionary[str, Tracing] = weakref.WeakValueDictionary()
+
+
+@attrs.define(eq=False)
+class _RunSpans:
+    session_id: str
+    span: Span
+    provider: str
+    model: Span | None = None
+    tools: dict[str, Span] = attrs.Factory(dict)
+
+
+@final
+class Tracing:
+    """A harness-kernel plugin that records runs as OpenTelemetry spans.
+
+    ``tracer_provider``: where spans go (default: the global provider, so the host's
+    ``trace.set_tracer_provider(...)`` decides the exporters). ``capture_content``: add
+    prompts, answers and tool arguments as span attributes (off by default); captured
+    text is redacted first: the ``redact_values``, credential shapes (bearer tokens,
+    provider keys, ``password=...``), then ``redact`` (a text -> text callable) if given.
+    ``max_content_chars`` caps each captured attribute.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        capture_content: bool = False,
+        redact_values: Iterable[str] = (),
+        redact: Callable[[str], str] | None = None,
+        max_content_chars: int = 16_384,
+    ) -> None:
+        self._provider = tracer_provider
+        self._tracer: Tracer | None = None
+        self.capture_content = capture_content
+        self._redact = Redactor(redact_values, redact)
+        self._limit = max_content_chars
+        self._agents: dict[str, str] = {}
+        self._runs: dict[str, _RunSpans] = {}
+
+    @property
+    def tracer(self) -> Tracer:
+        if self._tracer is None:
+            # Resolved on first use, so a global provider the host sets after importing
+            # this plugin (but before its first run) is the one used.
+            self._tracer = trace.get_tracer(INSTRUMENTATION, tracer_provider=self._provider)
+        return self._tracer
+
+    # -- runs ------------------------------------------------------------------
+
+    def _start_run(self, session_id: str, run_id: str, model: str, mode: str | None, resumed: bool) -> _RunSpans | None:
+        if _owners.setdefault(run_id, self) is not self:
+            return None
+        agent = self._agents.get(session_id, "agent")
+        provider = model.partition("/")[0] if "/" in model else ""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": agent,
+            "gen_ai.conversation.id": session_id,
+            "gen_ai.provider.name": provider,
+            "gen_ai.system": provider,
+            "gen_ai.request.model": model.partition("/")[2] or model,
+            "harness.run.id": run_id,
+        }
+        if mode is not None:
+            attributes["harness.mode"] = mode
+        if resumed:
+            attributes["harness.run.resumed"] = True
+        # The host's current span, if the run was started under one, is the parent.
+        span = self.tracer.start_span(
+            f"invoke_agent {agent}", context=otel_context.get_current(), kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+        spans = _RunSpans(session_id, span, provider)
+        self._runs[run_id] = spans
+        return spans
+
+    def _run(self, session_id: str, run_id: str, request: ModelRequest | None = None) -> _RunSpans | None:
+        """The spans of a run, opening a span for a run resumed without ``run_started``
+        (after an approval or a restart), unless another Tracing owns it."""
+        spans = self._runs.get(run_id)
+        if spans is not None:
+            return spans
+        owner = _owners.get(run_id)
+        if owner is not None and owner is not self:
+            return None
+        model = request.model if request is not None else ""
+        return self._start_run(session_id, run_id, model, None, resumed=True)
+
+    @hookimpl
+    def session_opened(self, session_id: str, agent: str) -> None:
+        self._agents[session_id] = agent
+
+    @hookimpl
+    def session_closed(self, session_id: str) -> None:
+        self._agents.pop(session_id, None)
+        for run_id in [r for r, s in self._runs.items() if s.session_id == session_id]:
+            spans = self._runs.pop(run_id)
+            self._end_children(spans, "session closed")
+            spans.span.end()
+
+    @hookimpl
+    def run_started(self, session_id: str, run_id: str, model: str, mode: str) -> None:
+        self._start_run(session_id, run_id, model, mode, resumed=False)
+
+    @hookimpl
+    def run_finished(self, run_id: str, result: RunResult) -> None:
+        spans = self._runs.pop(run_id, None)
+        if spans is None:
+            return
+        if _owners.get(run_id) is self:
+            del _owners[run_id]
+        span = spans.span
+        span.set_attribute("harness.run.status", result.status)
+        _set_usage(span, result.usage)
+        error = result.error
+        if result.status == "failed":
+            code = error.code if error is not None else "failed"
+            self._end_children(spans, code)
+            span.set_attribute("error.type", code)
+            span.set_status(Status(StatusCode.ERROR, error.message if error is not None else "failed"))
+        elif result.status == "aborted":
+            self._end_children(spans, "aborted")
+            span.set_attribute("error.type", "aborted")
+            span.set_status(Status(StatusCode.ERROR, "aborted"))
+        else:
+            self._end_children(spans, result.status)
+        span.end()
+
+    def _end_children(self, spans: _RunSpans, why: str) -> None:
+        """End model and tool spans the run left open (a provider error, an abort)."""
+        open_spans = [s for s in (spans.model, *spans.tools.values()) if s is not None]
+        spans.model, spans.tools = None, {}
+        for span in open_spans:
+            span.set_attribute("error.type", why)
+            span.set_status(Status(StatusCode.ERROR, why))
+            span.end()
+
+    # -- model calls -----------------------------------------------------------
+
+    @hookimpl
+    def before_model_call(self, session_id: str, run_id: str, request: ModelRequest) -> None:
+        spans = self._run(session_id, run_id, request)
+        if spans is None:
+            return
+        if spans.model is not None:  # the previous call never reported back
+            spans.model.end()
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": spans.provider,
+            "gen_ai.system": spans.provider,
+            "gen_ai.request.model": request.model,
+            "gen_ai.conversation.id": session_id,
+        }
+        settings = request.settings or {}
+        for key in ("temperature", "max_tokens", "top_p"):
+            value = settings.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                attributes[f"gen_ai.request.{key}"] = value
+        if self.capture_content:
+            attributes["gen_ai.input.messages"] = render_messages(request.messages, self._redact, self._limit)
+            if request.system:
+                attributes["gen_ai.system_instructions"] = render_value(
+                    [{"type": "text", "content": request.system}], self._redact, self._limit
+                )
+        spans.model = self.tracer.start_span(
+            f"chat {request.model}", context=trace.set_span_in_context(spans.span), kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+
+    @hookimpl
+    def after_model_call(
+        self,
+        run_id: str,
+        request: ModelRequest,
+        text: str,
+        tool_calls: list[ToolCallPart],
+        usage: Usage | None,
+        finish_reason: str | None,
+    ) -> None:
+        spans = self._runs.get(run_id)
+        if spans is None or spans.model is None:
+            return
+        span, spans.model = spans.model, None
+        span.set_attribute("gen_ai.response.model", request.model)
+        if usage is not None:
+            _set_usage(span, usage)
+        if finish_reason:
+            span.set_attribute("gen_ai.response.finish_reasons", [finish_reason])
+        if self.capture_content:
+            span.set_attribute(
+                "gen_ai.output.messages", render_output(text, tool_calls, finish_reason, self._redact, self._limit)
+            )
+        span.end()
+
+    # -- tool calls ------------------------------------------------------------
+
+    def _tool_span(self, spans: _RunSpans, tool: str, call_id: str) -> Span:
+        return self.tracer.start_span(
+            f"execute_tool {tool}", context=trace.set_span_in_context(spans.span), kind=SpanKind.INTERNAL,
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": tool,
+                "gen_ai.tool.call.id": call_id,
+                "gen_ai.tool.type": "function",
+            },
+        )
+
+    @hookimpl
+    def before_tool_call(
+        self, session_id: str, run_id: str, tool: str, arguments: dict[str, Any], call_id: str
+    ) -> None:
+        spans = self._run(session_id, run_id)
+        if spans is None:
+            return
+        span = self._tool_span(spans, tool, call_id)
+        if self.capture_content:
+            span.set_attribute("gen_ai.tool.call.arguments", render_value(arguments, self._redact, self._limit))
+        spans.tools[call_id] = span
+
+    @hookimpl
+    def after_tool_call(
+        self, session_id: str, run_id: str, tool: str, call_id: str, outcome: str, is_error: bool
+    ) -> None:
+        spans = self._run(session_id, run_id)
+        if spans is None:
+            return
+        # Calls denied or rejected before running get a span too (with no duration).
+        span = spans.tools.pop(call_id, None) or self._tool_span(spans, tool, call_id)
+        span.set_attribute("harness.tool.outcome", outcome)
+        if is_error:
+            span.set_attribute("error.type", outcome)
+            span.set_status(Status(StatusCode.ERROR, outcome))
+        span.end()
+
+
+def _set_usage(span: Span, usage: Usage) -> None:
+    span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+    span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+    if usage.cache_read_tokens:
+        span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cache_read_tokens)
+    if usage.cache_write_tokens:
+        span.set_attribute("gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens)
+    if usage.reasoning_tokens:
+        span.set_attribute("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens)
+
+
+default_tracing = Tracing()
+"""The instance the entry point registers: the global tracer provider, no content."""
