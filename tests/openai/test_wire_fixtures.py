@@ -42,8 +42,9 @@ def expected_error(expected: dict) -> type[ProviderError] | None:
 @pytest.mark.parametrize("piece", [0, 7], ids=["whole", "7-byte-chunks"])
 @pytest.mark.parametrize("name", fixture_params("openai-chat-completions"))
 async def test_transcript_gives_its_expected_outcome(loopback: LoopbackServer, name: str, piece: int) -> None:
-    """Text, tool calls with parsed arguments, finish reason, usage or the mapped error of
-    each transcript come out of the provider exactly, however the bytes are split; the
+    """Text, reasoning (``reasoning_content`` / ``reasoning``), tool calls with parsed
+    arguments, finish reason, usage (reasoning tokens too) or the mapped error of each
+    transcript come out of the provider exactly, however the bytes are split; the
     request was a streaming POST to /v1/chat/completions with the key as bearer token."""
     fixture = load(name)
     expected = fixture.expected
@@ -77,6 +78,8 @@ async def test_transcript_gives_its_expected_outcome(loopback: LoopbackServer, n
         assert sent.headers["authorization"] == f"Bearer {KEY}"
 
     assert result.text == expected["text"]
+    assert "".join(r.text for r in result.reasoning) == expected.get("reasoning", "")
+    assert all(r.signature is None and r.encrypted is None for r in result.reasoning)
     wanted_calls = [(c["id"], c["name"], c["arguments_parsed"]) for c in expected.get("tool_calls", [])]
     assert [(i, n, json.loads(a)) for i, n, a in result.calls] == wanted_calls
     assert result.finish == expected["finish_reason"]
@@ -88,3 +91,5 @@ async def test_transcript_gives_its_expected_outcome(loopback: LoopbackServer, n
         assert result.usage.input_tokens == usage["prompt_tokens"]
         assert result.usage.output_tokens == usage["completion_tokens"]
         assert result.usage.cache_read_tokens == (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+        reasoning_tokens = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens", 0)
+        assert result.usage.reasoning_tokens == reasoning_tokens

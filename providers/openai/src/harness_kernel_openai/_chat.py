@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from harness_kernel import (
+    FilePart,
     Finish,
+    ImagePart,
+    Message,
     ModelRequest,
+    ReasoningDelta,
     TextDelta,
+    TextPart,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
@@ -18,9 +24,10 @@ from harness_kernel import (
     Usage,
 )
 from harness_kernel.contracts import ModelEvent
+from harness_kernel.errors import BadRequest
 from harness_kernel.http import ServerSentEvent, SSETransport, detail_from_object
 
-__all__ = ["ChatStream", "chat_body", "chat_messages"]
+__all__ = ["ChatStream", "chat_body", "chat_messages", "data_url"]
 
 # Fields the provider writes itself; a setting may not replace them.
 RESERVED = frozenset({"model", "messages", "stream", "tools"})
@@ -57,8 +64,45 @@ def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
                 entry["content"] = ""
             messages.append(entry)
             continue
-        messages.append({"role": message.role, "content": message.text})
+        if any(isinstance(p, ImagePart | FilePart) for p in message.parts):
+            messages.append({"role": message.role, "content": _content_parts(message)})
+        else:
+            messages.append({"role": message.role, "content": message.text})
     return messages
+
+
+def data_url(media_type: str, data: bytes) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _unresolved(part: ImagePart | FilePart) -> BadRequest:
+    return BadRequest(
+        f"openai: a {type(part).__name__} reference ({part.ref!r}) was not resolved; resolve "
+        "references to data or a URL before the model call (a before_model_call hook)"
+    )
+
+
+def _content_parts(message: Message) -> list[dict[str, Any]]:
+    """A user message with images or files as a list of content parts, in order."""
+    content: list[dict[str, Any]] = []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            content.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            if part.ref is not None:
+                raise _unresolved(part)
+            url = part.url if part.data is None else data_url(part.media_type, part.data)
+            content.append({"type": "image_url", "image_url": {"url": url}})
+        elif isinstance(part, FilePart):
+            if part.ref is not None:
+                raise _unresolved(part)
+            if part.data is None:
+                raise BadRequest("openai: Chat Completions takes files as inline data, not URLs")
+            file: dict[str, Any] = {"file_data": data_url(part.media_type, part.data)}
+            if part.name:
+                file["filename"] = part.name
+            content.append({"type": "file", "file": file})
+    return content
 
 
 def chat_body(request: ModelRequest, *, include_usage: bool) -> dict[str, Any]:
@@ -88,10 +132,13 @@ def usage_of(raw: Mapping[str, Any]) -> Usage:
     """``Usage`` from a Chat Completions usage object; ``input_tokens`` includes cached ones."""
     details = raw.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, Mapping) else 0
+    output = raw.get("completion_tokens_details")
+    reasoning = output.get("reasoning_tokens") if isinstance(output, Mapping) else 0
     return Usage(
         input_tokens=_count(raw.get("prompt_tokens")),
         output_tokens=_count(raw.get("completion_tokens")),
         cache_read_tokens=_count(cached),
+        reasoning_tokens=_count(reasoning),
     )
 
 
@@ -101,8 +148,9 @@ class ChatStream:
     ``feed`` takes each server-sent event and returns the events it produced; ``end``
     is called at the end of the body and returns the closing events (tool-call ends,
     usage, finish) or raises ``MalformedResponse`` if the response stopped early. Only
-    choice 0 is read. Reasoning deltas (``reasoning_content``, ``reasoning``) are not
-    part of the kernel's event model and are skipped.
+    choice 0 is read. Reasoning deltas of compatible servers (``reasoning_content``:
+    DeepSeek, llama.cpp, vLLM; ``reasoning``: Ollama, OpenRouter) become
+    ``ReasoningDelta``; they carry nothing opaque, so no ``ReasoningEnd`` follows.
     """
 
     def __init__(self, transport: SSETransport) -> None:
@@ -137,6 +185,11 @@ class ChatStream:
                 continue
             delta = choice.get("delta")
             if isinstance(delta, Mapping):
+                thinking = delta.get("reasoning_content")
+                if not isinstance(thinking, str) or not thinking:
+                    thinking = delta.get("reasoning")
+                if isinstance(thinking, str) and thinking:
+                    out.append(ReasoningDelta(thinking))
                 content = delta.get("content")
                 if isinstance(content, str) and content:
                     out.append(TextDelta(content))
