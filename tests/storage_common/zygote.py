@@ -1,11 +1,14 @@
 """Fork server of the crash tests: pays the interpreter start once, forks an appender per kill.
 
-Usage: ``python -m tests.storage_common.zygote SPEC SESSION_ID``. Prints ``ready``, then
-reads commands on stdin, one per line:
+Usage: ``python -m tests.storage_common.zygote SPEC SESSION_ID ACK_FD``. ``ACK_FD`` is the
+write end of a pipe the test reads. Prints ``ready``, then reads commands on stdin, one
+per line:
 
-- ``run ACK_PATH``: fork a child that appends to the session in a loop, forever, and
-  after every append that returned writes the new last seq as a line to ``ACK_PATH``;
-  prints the child's pid.
+- ``run ACK_PATH``: fork a child that appends to the session in a loop, forever; after
+  every append that returned it writes the new last seq as a line to ``ACK_PATH`` (the
+  durable record the test checks the log against), then ``PID SEQ`` to the ack pipe (how
+  the test knows an append got through, so it kills only after one did); prints the
+  child's pid.
 - ``reap PID``: wait for the child (killed by the test) and print ``reaped``.
 
 The zygote only imports; it never starts trio or a thread, so forking it is safe.
@@ -26,8 +29,9 @@ from tests.storage_common.backends import make_storage
 from tests.storage_common.events import user_message
 
 
-async def append_forever(spec: dict, session_id: str, ack_fd: int) -> None:  # type: ignore[type-arg]
+async def append_forever(spec: dict, session_id: str, ack_fd: int, pipe_fd: int) -> None:  # type: ignore[type-arg]
     storage = make_storage(spec)
+    pid = os.getpid()
     rng = random.Random(os.getpid())
     while True:
         last = await storage.last_seq(session_id)
@@ -37,10 +41,11 @@ async def append_forever(spec: dict, session_id: str, ack_fd: int) -> None:  # t
         events = [Event(last + i, user_message(t), time.time()) for i, t in enumerate(texts, start=1)]
         await storage.append(session_id, events, last)
         os.write(ack_fd, f"{last + size}\n".encode())
+        os.write(pipe_fd, f"{pid} {last + size}\n".encode())
 
 
 def main() -> None:
-    spec, session_id = json.loads(sys.argv[1]), sys.argv[2]
+    spec, session_id, pipe_fd = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     print("ready", flush=True)
     for line in sys.stdin:
         command, _, argument = line.strip().partition(" ")
@@ -49,7 +54,7 @@ def main() -> None:
             if pid == 0:
                 ack_fd = os.open(argument, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 try:
-                    trio.run(append_forever, spec, session_id, ack_fd)
+                    trio.run(append_forever, spec, session_id, ack_fd, pipe_fd)
                 finally:
                     os._exit(1)
             print(pid, flush=True)
