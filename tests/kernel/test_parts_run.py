@@ -88,3 +88,22 @@ async def test_reasoning_becomes_parts_before_the_text_and_calls() -> None:
     assert last.parts == (ReasoningPart("It was found.", summary=True), TextPart("Trio it is."))
     assert provider.requests[1].messages[1] == first
     assert isinstance(provider.requests[0].messages[0].parts[1], ImagePart)
+
+
+class LateEnd(ModelProvider):
+    """Reasoning text, then answer text, then the reasoning item's end (OpenRouter's order)."""
+
+    name = "late"
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Any]:
+        for event in (ReasoningDelta("2+2 is 4."), TextDelta("4"), ReasoningEnd(id="rs_1", source="test"), Finish("stop")):
+            yield event
+
+
+async def test_an_end_after_the_text_began_completes_its_block() -> None:
+    """A ReasoningEnd that arrives after the text started completes the block the text
+    closed, instead of adding an empty one."""
+    agent = define_agent(name="a", instructions="")
+    async with create_session_store(agent=agent, providers=[LateEnd()], default_model="late/m") as store:
+        result = await store.send("s1", "2+2?")
+    assert result.messages[-1].parts == (ReasoningPart("2+2 is 4.", id="rs_1", source="test"), TextPart("4"))

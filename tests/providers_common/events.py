@@ -83,18 +83,22 @@ def assemble(events: list[Any]) -> Assembled:
 def _reasoning(events: list[Any]) -> list[ReasoningPart]:
     blocks: list[ReasoningPart] = []
     fragments: list[str] | None = None
-    summary = False
+    summary = unended = False
     for event in events:
         if isinstance(event, ReasoningDelta):
             if fragments is None:
-                fragments, summary = [], event.summary
+                fragments, summary, unended = [], event.summary, False
             fragments.append(event.text)
         elif isinstance(event, ReasoningEnd):
+            if fragments is None and unended:  # the end came after the text began
+                fragments = [blocks.pop().text]
+            elif fragments is None:
+                summary = False
             blocks.append(ReasoningPart(
                 "".join(fragments or ()), summary, event.signature, event.encrypted, event.redacted, event.id, event.source,
             ))
-            fragments = None
-        elif fragments is not None:
+            fragments, unended = None, False
+        elif fragments is not None and isinstance(event, TextDelta | ToolCallStart):
             blocks.append(ReasoningPart("".join(fragments), summary))
-            fragments = None
+            fragments, unended = None, True
     return blocks

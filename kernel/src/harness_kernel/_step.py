@@ -143,24 +143,28 @@ class _Assembly:
         self.reasoning: list[ReasoningPart] = []
         self._thinking: list[str] | None = None  # the open reasoning block's fragments
         self._summary = False
+        self._unended = False  # the last block was closed by text, not by its end
 
     def feed(self, event: Any) -> None:
         if isinstance(event, ReasoningDelta):
             if self._thinking is None:
-                self._thinking, self._summary = [], event.summary
+                self._thinking, self._summary, self._unended = [], event.summary, False
             self._thinking.append(event.text)
             self.visible = self.visible or bool(event.text)
             return
         if isinstance(event, ReasoningEnd):
-            text = "".join(self._thinking or ())
+            if self._thinking is None and self._unended:  # its end came after the text began
+                text, summary = self.reasoning.pop().text, self._summary
+            else:
+                text, summary = "".join(self._thinking or ()), self._summary if self._thinking is not None else False
             self.reasoning.append(
-                ReasoningPart(text, self._summary, event.signature, event.encrypted, event.redacted, event.id, event.source)
+                ReasoningPart(text, summary, event.signature, event.encrypted, event.redacted, event.id, event.source)
             )
-            self._thinking = None
+            self._thinking, self._unended = None, False
             return
         if self._thinking is not None:  # text or a call ends a block the API never closed
             self.reasoning.append(ReasoningPart("".join(self._thinking), self._summary))
-            self._thinking = None
+            self._thinking, self._unended = None, True
         if isinstance(event, TextDelta):
             if event.text:
                 self.text.append(event.text)
