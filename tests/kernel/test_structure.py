@@ -34,7 +34,7 @@ STORE_NAMES = {
 PUBLIC_MODULES = (
     "harness_kernel", "harness_kernel.asyncio", "harness_kernel.codec", "harness_kernel.config",
     "harness_kernel.contracts", "harness_kernel.errors", "harness_kernel.events", "harness_kernel.hookspecs",
-    "harness_kernel.http", "harness_kernel.storage", "harness_kernel.sync", "harness_kernel.testing",
+    "harness_kernel.http", "harness_kernel.server", "harness_kernel.storage", "harness_kernel.sync", "harness_kernel.testing",
 )
 
 

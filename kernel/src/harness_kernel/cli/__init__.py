@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     deny.add_argument("--reason", default="denied by the user")
     json_flag(deny, "print the continued run's result as JSON")
 
+    serve = command(commands, "serve", "run the deployment as an HTTP service (REST + SSE under /v1)")
+    serve.add_argument("--host", help="the address to listen on (default: [server] host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="the port to listen on (default: [server] port, 8000)")
+
     listing_plugins = command(commands, "plugins", "list plugin components and their load status")
     json_flag(listing_plugins, "print one JSON object per component")
 
@@ -219,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(key: str, args: argparse.Namespace) -> int:
     from ..config import load_config
 
+    if key == "serve":  # the server extra is imported only for this command
+        from ..server import serve
+
+        return serve(args.config, host=args.host, port=args.port)
     if key in ("plugins", "config check", "config reference"):
         code: int = COMMANDS[key](args)
         return code
