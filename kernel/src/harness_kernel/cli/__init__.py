@@ -143,9 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     deny.add_argument("--reason", default="denied by the user")
     json_flag(deny, "print the continued run's result as JSON")
 
-    serve = command(commands, "serve", "run the deployment as an HTTP service (REST + SSE under /v1)")
-    serve.add_argument("--host", help="the address to listen on (default: [server] host, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="the port to listen on (default: [server] port, 8000)")
+    serve = command(
+        commands, "serve", "run the deployment as an HTTP service (REST + SSE under /v1)"
+    )
+    serve.add_argument(
+        "--host", help="the address to listen on (default: [server] host, 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, help="the port to listen on (default: [server] port, 8000)"
+    )
 
     listing_plugins = command(commands, "plugins", "list plugin components and their load status")
     json_flag(listing_plugins, "print one JSON object per component")
