@@ -13,11 +13,11 @@ import attrs
 import pytest
 
 from harness_kernel_anthropic import AnthropicOptions
-from harness_kernel_openai import OpenAIOptions
+from harness_kernel_openai import OpenAIOptions, ResponsesOptions
 from harness_kernel_retry import ExponentialOptions
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "providers"
-PAGES = ["openai.md", "anthropic.md", "retry.md", "writing-a-provider-plugin.md"]
+PAGES = ["openai.md", "openai-responses.md", "anthropic.md", "retry.md", "writing-a-provider-plugin.md"]
 FENCE = re.compile(r"(<!-- not-run -->\s*)?```(python|toml)\n(.*?)```", re.DOTALL)
 
 
@@ -51,7 +51,13 @@ def test_toml_examples_parse(code: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("page", "options"), [("openai.md", OpenAIOptions), ("anthropic.md", AnthropicOptions), ("retry.md", ExponentialOptions)]
+    ("page", "options"),
+    [
+        ("openai.md", OpenAIOptions),
+        ("openai-responses.md", ResponsesOptions),
+        ("anthropic.md", AnthropicOptions),
+        ("retry.md", ExponentialOptions),
+    ],
 )
 def test_option_tables_match_the_options_classes(page: str, options: type) -> None:
     """The options table of each page names every option, and only real ones."""
