@@ -26,12 +26,27 @@ def refund(order: str) -> str:
     return f"refunded {order}"
 
 
-agent = define_agent(name="shop", tools=[refund, ask_user])
+@tool
+async def tick(n: int) -> str:
+    """Count one step (slowly enough that a follower sees the run live)."""
+    await trio.sleep(0.01)
+    return f"tick {n}"
+
+
+agent = define_agent(name="shop", tools=[refund, ask_user, tick])
 
 
 def shop_model(request: ModelRequest) -> Reply:
-    """``refund <order>`` calls the refund tool; ``ask`` suspends on a question."""
+    """``refund <order>`` calls the refund tool; ``ask`` suspends on a question;
+    ``ticks N`` calls ``tick`` N times, one model step each, then answers."""
     last = request.messages[-1]
+    asked = next(m for m in reversed(request.messages) if m.role == "user")
+    if asked.text.startswith("ticks "):
+        since = request.messages[request.messages.index(asked) :]
+        done = sum(1 for m in since if m.role == "tool")
+        if done < int(asked.text.split()[1]):
+            return Reply(text=f"step {done + 1}. ", tool_calls=[ToolCall("tick", {"n": done + 1})])
+        return Reply(text=f"ticked {done}")
     if last.role == "tool":
         part = last.parts[0]
         assert isinstance(part, ToolResultPart)
