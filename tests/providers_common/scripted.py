@@ -7,8 +7,9 @@ calls, rendered as the API streams them, byte for byte as documented), a ``Statu
 that fails part way: reset, close, truncation, a malformed chunk, a stall) or a
 ``Hang`` (no answer at all). ``respond`` may also be a list, answered in order.
 
-Two wire formats: ``"openai"`` (Chat Completions chunks, ``data: [DONE]``) and
-``"anthropic"`` (Messages API named events ending in ``message_stop``).
+Three wire formats: ``"openai"`` (Chat Completions chunks, ``data: [DONE]``),
+``"anthropic"`` (Messages API named events ending in ``message_stop``) and
+``"responses"`` (OpenAI Responses API named events ending in ``response.completed``).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ __all__ = [
     "anthropic_events",
     "openai_error",
     "openai_events",
+    "responses_events",
 ]
 
-Wire = Literal["openai", "anthropic"]
+Wire = Literal["openai", "anthropic", "responses"]
 
 
 @attrs.frozen
@@ -250,9 +252,66 @@ ANTHROPIC_HEADERS = (
     ("via", "1.1 google"),
 )
 
+# -- OpenAI Responses ------------------------------------------------------------------
+
+
+def responses_events(reply: Reply, *, model: str = "gpt-4o-2024-08-06", serial: int = 1) -> list[bytes]:
+    """The SSE events of a streamed Responses API response (as OpenAI frames them)."""
+    response_id = f"resp_Test{serial:020d}"
+    sequence = iter(range(100_000))
+
+    def event(body: dict[str, Any]) -> bytes:
+        return _named({**body, "sequence_number": next(sequence)})
+
+    def response(status: str, output: list[Any], usage: Any = None) -> dict[str, Any]:
+        return {"id": response_id, "object": "response", "status": status, "model": reply.model or model,
+                "output": output, "usage": usage, "error": None, "incomplete_details": None}
+
+    events = [event({"type": "response.created", "response": response("in_progress", [])}),
+              event({"type": "response.in_progress", "response": response("in_progress", [])})]
+    output: list[Any] = []
+    pieces = _text_pieces(reply)
+    if pieces:
+        item_id = f"msg_Test{serial:020d}"
+        item = {"id": item_id, "type": "message", "status": "in_progress", "content": [], "role": "assistant"}
+        events.append(event({"type": "response.output_item.added", "output_index": 0, "item": item}))
+        events += [
+            event({"type": "response.output_text.delta", "item_id": item_id, "output_index": 0, "content_index": 0, "delta": p})
+            for p in pieces
+        ]
+        done = {**item, "status": "completed", "content": [{"type": "output_text", "text": reply.text, "annotations": []}]}
+        events.append(event({"type": "response.output_item.done", "output_index": 0, "item": done}))
+        output.append(done)
+    for call in reply.calls:
+        index = len(output)
+        item_id = f"fc_Test{serial:06d}{index:02d}"
+        call_id = call.call_id or f"call_{serial:04d}{index:02d}abcdefghijklmnop"
+        item = {"id": item_id, "type": "function_call", "status": "in_progress", "arguments": "",
+                "call_id": call_id, "name": call.name}
+        events.append(event({"type": "response.output_item.added", "output_index": index, "item": item}))
+        fragments = _fragments(call)
+        events += [
+            event({"type": "response.function_call_arguments.delta", "item_id": item_id, "output_index": index, "delta": f})
+            for f in fragments
+        ]
+        done = {**item, "status": "completed", "arguments": "".join(fragments)}
+        events.append(event({"type": "response.output_item.done", "output_index": index, "item": done}))
+        output.append(done)
+    prompt, completion = reply.usage
+    usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": completion,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + completion}
+    if reply.finish == "length":
+        final = response("incomplete", output, usage) | {"incomplete_details": {"reason": "max_output_tokens"}}
+        events.append(event({"type": "response.incomplete", "response": final}))
+    else:
+        events.append(event({"type": "response.completed", "response": response("completed", output, usage)}))
+    return events
+
+
 _MALFORMED = {
     "openai": b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"oo\n\n',
     "anthropic": b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_del\n\n',
+    "responses": b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"oo\n\n',
 }
 
 
@@ -285,12 +344,12 @@ class ScriptedAPI:
         return self._respond(body)
 
     def events(self, reply: Reply, serial: int) -> list[bytes]:
-        render = openai_events if self.wire == "openai" else anthropic_events
+        render = {"openai": openai_events, "anthropic": anthropic_events, "responses": responses_events}[self.wire]
         return render(reply, serial=serial)
 
     @property
     def headers(self) -> Sequence[tuple[str, str]]:
-        return OPENAI_HEADERS if self.wire == "openai" else ANTHROPIC_HEADERS
+        return ANTHROPIC_HEADERS if self.wire == "anthropic" else OPENAI_HEADERS
 
     async def __call__(self, exchange: Exchange) -> None:
         answer = self._next(exchange.request.json)
@@ -318,7 +377,8 @@ class ScriptedAPI:
             await self._broken(exchange, answer, serial)
 
     def _cut(self, events: list[bytes], texts: int) -> int:
-        marker = b'"delta":{"content":' if self.wire == "openai" else b'"text_delta"'
+        marker = {"openai": b'"delta":{"content":', "anthropic": b'"text_delta"',
+                  "responses": b'"type":"response.output_text.delta"'}[self.wire]
         seen = 0
         for index, event in enumerate(events):
             seen += marker in event
@@ -374,6 +434,22 @@ def model_request_from_wire(wire: Wire, body: Any) -> ModelRequest:
                 messages.append(Message("assistant", tuple(parts)))
             else:
                 messages.append(Message.user(m["content"]))
+    elif wire == "responses":
+        system = body.get("instructions", "")
+        for item in body["input"]:
+            if item.get("type") == "function_call_output":
+                messages.append(Message("tool", (ToolResultPart(item["call_id"], item["output"]),)))
+            elif item.get("type") == "function_call":
+                call = ToolCallPart(item["call_id"], item["name"], json.loads(item["arguments"]))
+                last = messages[-1] if messages else None
+                if last is not None and last.role == "assistant":
+                    messages[-1] = Message("assistant", (*last.parts, call))
+                else:
+                    messages.append(Message("assistant", (call,)))
+            elif item.get("role") == "assistant":
+                messages.append(Message("assistant", (TextPart(item["content"]),)))
+            elif item.get("role") == "user":
+                messages.append(Message.user(item["content"]))
     else:
         system = body.get("system", "")
         for turn in body["messages"]:
