@@ -1,0 +1,95 @@
+"""Deployment: graceful shutdown, a restart on the same storage, and two ``serve``
+processes sharing one sqlite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .conftest import Server, sse_events, write_config
+
+SSE = {"accept": "text/event-stream"}
+
+
+def test_shutdown_aborts_running_runs_and_keeps_parked_ones(tmp_path: Path) -> None:
+    """SIGTERM with a run streaming and another parked on an approval: the process
+    exits 0, the streaming run is recorded aborted with its partial text, and after a
+    restart the parked run's approval is still there and finishes the run."""
+    config = write_config(tmp_path)
+    first = Server(config).start()
+    try:
+        client = first.client()
+        busy = client.post("/v1/sessions", json={"id": "busy"}).json()["id"]
+        parked = client.post("/v1/sessions", json={"id": "parked"}).json()["id"]
+        assert client.post(f"/v1/sessions/{parked}/messages", json={"text": "refund Z-9"}).json()["status"] == "waiting_approval"
+        with client.stream(
+            "POST", f"/v1/sessions/{busy}/messages", json={"text": "slow", "model": "shop/words"}, headers=SSE
+        ) as response:
+            seen: list[dict[str, Any]] = []
+            for item in sse_events(response):
+                seen.append(item)
+                if sum(1 for i in seen if i["event"] == "text.delta") >= 3:
+                    break
+            assert first.stop() == 0
+    finally:
+        first.kill()
+
+    second = Server(config).start()
+    try:
+        client = second.client()
+        runs = client.get(f"/v1/sessions/{busy}/runs").json()["items"]
+        assert runs[-1]["status"] == "aborted"
+        history = client.get(f"/v1/sessions/{busy}/history").json()["items"]
+        assert history[-1]["role"] == "assistant"
+        assert history[-1]["parts"][0]["text"].startswith("slow0 slow1 slow2 ")
+        approvals = client.get(f"/v1/sessions/{parked}/approvals").json()["items"]
+        assert [a["tool"] for a in approvals] == ["refund"]
+        done = client.post(f"/v1/sessions/{parked}/approvals/{approvals[0]['approval_id']}/approve", json={}).json()
+        assert done["status"] == "completed"
+        assert done["text"] == "Done: refunded Z-9"
+    finally:
+        second.kill()
+
+
+def test_readiness_reports_stopping(tmp_path: Path) -> None:
+    """/readyz answers 200 while serving (a stopped process answers nothing)."""
+    running = Server(write_config(tmp_path)).start()
+    try:
+        assert running.client(None).get("/readyz").status_code == 200
+        assert running.stop() == 0
+    finally:
+        running.kill()
+
+
+def test_two_processes_share_one_sqlite_file(tmp_path: Path) -> None:
+    """A session created on one process is served by the other; an approval given on
+    the second finishes the run the first parked, and the first reads the finished run
+    back from storage."""
+    database = tmp_path / "shared.db"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = Server(write_config(tmp_path / "a", db=database)).start()
+    two = Server(write_config(tmp_path / "b", db=database)).start()
+    try:
+        a, b = one.client(), two.client()
+        session_id = a.post("/v1/sessions", json={"id": "shared-1"}).json()["id"]
+        assert b.get(f"/v1/sessions/{session_id}").json()["labels"] == {"tenant_id": "acme"}
+        assert b.post(f"/v1/sessions/{session_id}/messages", json={"text": "from b"}).json()["text"] == "You said: from b"
+        assert session_id in {s["id"] for s in a.get("/v1/sessions").json()["items"]}
+
+        other = a.post("/v1/sessions", json={"id": "shared-2"}).json()["id"]
+        parked = a.post(f"/v1/sessions/{other}/messages", json={"text": "refund Q-1"}).json()
+        assert parked["status"] == "waiting_approval"
+        approvals = b.get(f"/v1/sessions/{other}/approvals").json()["items"]
+        done = b.post(f"/v1/sessions/{other}/approvals/{approvals[0]['approval_id']}/approve", json={}).json()
+        assert done["status"] == "completed"
+        assert done["run_id"] == parked["run_id"]
+        assert done["text"] == "Done: refunded Q-1"
+        events = a.get(f"/v1/sessions/{other}/runs/{parked['run_id']}/events").json()["items"]
+        assert events[-1]["type"] == "run.finished"
+        assert events[-1]["data"]["status"] == "completed"
+        # The bob key of one process is the bob key of the other: tenancy holds across them.
+        assert two.client("bob").get(f"/v1/sessions/{session_id}").status_code == 404
+    finally:
+        one.kill()
+        two.kill()
