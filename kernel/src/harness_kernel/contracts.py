@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, ClassVar, TypeAlias
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar, NamedTuple, TypeAlias
 
 import attrs
+import trio
 
 from ._records import Event, Message, SessionRecord, Usage
 
@@ -41,6 +43,7 @@ __all__ = [
     "ToolCallEnd",
     "ToolCallStart",
     "ToolSpec",
+    "WatchNotice",
 ]
 
 
@@ -198,6 +201,20 @@ class StorageCapabilities:
     """``append``/``save`` compare-and-swap holds between OS processes and hosts."""
     durable: bool = False
     """Data survives the process (memory storage: no)."""
+    watch: bool = False
+    """``SessionStorage.watch`` is implemented: appends by any process, on any host, are
+    announced to watchers without polling (Postgres: ``LISTEN``/``NOTIFY``)."""
+
+
+class WatchNotice(NamedTuple):
+    """``SessionStorage.watch`` announces: the log of ``session_id`` now ends at ``last_seq``.
+
+    It carries no events: read them with ``read(session_id, after_seq=<what you had>)``.
+    ``last_seq == 0`` says the session was deleted (it may have been created again).
+    """
+
+    session_id: str
+    last_seq: int
 
 
 @attrs.frozen
@@ -298,6 +315,41 @@ class SessionStorage(ABC):
     @abstractmethod
     async def delete(self, session_id: str) -> bool:
         """Remove the record and its log; ``True`` if it existed."""
+
+    def watch(
+        self,
+        session_ids: Collection[str] | None = None,
+        *,
+        after_seq: Mapping[str, int] | None = None,
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[WatchNotice]]:
+        """Optional (``capabilities.watch``): notices of events appended by any process.
+
+        An async context manager yielding a channel of ``WatchNotice(session_id,
+        last_seq)`` for the sessions in ``session_ids`` (``None``: every session)::
+
+            async with storage.watch([sid], after_seq={sid: seen}) as notices:
+                async for notice in notices:
+                    events = await storage.read(notice.session_id, after_seq=seen)
+
+        Once ``__aenter__`` returns, every append that commits afterwards is announced
+        with a notice whose ``last_seq`` is at least the append's last seq; one notice may
+        stand for several appends. ``after_seq`` maps session ids to the seq the caller
+        has already read: a session whose log is already past it is announced at once,
+        so a caller that reads and then watches misses nothing. Per session,
+        ``last_seq`` grows from notice to notice, except for a notice of 0 (the session
+        was deleted) and what follows it. A lost connection is reconnected (with
+        backoff, for as long as the block lasts) and caught up: a notice for every
+        watched session that moved meanwhile, so nothing is silently skipped. Entering
+        raises ``StorageError`` when the database cannot be reached. A consumer that
+        falls behind holds the backend back (the channel is bounded), it loses nothing.
+        Leaving the block stops the watch and releases its connection.
+
+        The default raises ``NotImplementedError``: backends without the capability do
+        not offer it, and a caller polls ``last_seq`` instead.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not offer watch (capabilities.watch is False)"
+        )
 
     async def aclose(self) -> None:
         """Release connections and files. Called once when the owning store closes."""

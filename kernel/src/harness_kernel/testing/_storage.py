@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,7 +43,7 @@ from .._records import (
     Usage,
     UsageRecorded,
 )
-from ..contracts import SessionFilter, SessionStorage
+from ..contracts import SessionFilter, SessionStorage, WatchNotice
 from ..errors import Conflict, IncarnationMismatch, SessionExists, SessionNotFound
 from ._report import Checks
 
@@ -295,8 +296,84 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
         await storage.create(_record(long_id, tag))
         checks.equal((await storage.load(long_id)) is not None, True, "load of a 128-character id")
 
+    if storage.capabilities.watch:
+        await _check_watch(storage, checks, sid, tag)
+
     await storage.aclose()
     return checks.finish()
+
+
+WATCH_PATIENCE = 30.0
+"""Seconds a watch check waits for a notice before it fails (a hang guard, not a timing)."""
+
+
+async def _notices_until(
+    notices: trio.MemoryReceiveChannel[WatchNotice], session_id: str, last_seq: int
+) -> list[int]:
+    """The ``last_seq`` of ``session_id``'s notices up to one of ``last_seq``."""
+    seen: list[int] = []
+    with trio.fail_after(WATCH_PATIENCE):
+        async for notice in notices:
+            if notice.session_id == session_id:
+                seen.append(notice.last_seq)
+                if notice.last_seq == last_seq:
+                    return seen
+    return seen
+
+
+async def _check_watch(
+    storage: SessionStorage, checks: Checks, sid: Callable[[str], str], tag: str
+) -> None:
+    """Backends claiming ``capabilities.watch``: the notices ``watch`` promises."""
+    async with checks.case("watch_announces_appends_in_order_and_only_the_watched_sessions"):
+        watched, other = sid("w"), sid("w-other")
+        await storage.create(_record(watched, tag, incarnation="inc-1"))
+        await storage.create(_record(other, tag))
+        events = sample_events()[:4]
+        async with storage.watch([watched]) as notices:
+            await storage.append(watched, events[:1], expected_seq=0)
+            await storage.append(other, events[:1], expected_seq=0)
+            await storage.append(watched, events[1:3], expected_seq=1)
+            await storage.append(watched, events[3:], expected_seq=3)
+            seen = await _notices_until(notices, watched, 4)
+            checks.equal(seen[-1:], [4], "the last notice names the last seq")
+            checks.check(
+                all(a < b for a, b in itertools.pairwise(seen)), f"notices go forward: {seen}"
+            )
+            checks.check(set(seen) <= {1, 3, 4}, f"notices name seqs where a batch ended: {seen}")
+            # Deleted, created again: the new log is announced from its start.
+            await storage.delete(watched)
+            await storage.create(_record(watched, tag, incarnation="inc-2"))
+            await storage.append(watched, events[:1], expected_seq=0, incarnation="inc-2")
+            again = await _notices_until(notices, watched, 1)
+            checks.equal(again[-1:], [1], "notice of the re-created session")
+            checks.check(set(again) <= {0, 1}, f"notices after a delete: {again}")
+        async with storage.watch([other]) as notices:
+            await storage.append(watched, sample_events(start=2)[:1], expected_seq=1)
+            await storage.append(other, sample_events(start=2)[:1], expected_seq=1)
+            first = await _notices_until(notices, other, 2)
+            checks.equal(first, [2], "a watch of one session announces that session only")
+
+    async with checks.case("watch_after_seq_announces_what_is_already_there"):
+        session_id = sid("w-after")
+        await storage.create(_record(session_id, tag))
+        await storage.append(session_id, sample_events()[:2], expected_seq=0)
+        async with storage.watch([session_id], after_seq={session_id: 0}) as notices:
+            checks.equal(await _notices_until(notices, session_id, 2), [2], "catch-up notice")
+        async with storage.watch([session_id], after_seq={session_id: 2}) as notices:
+            await storage.append(session_id, sample_events(start=3)[:1], expected_seq=2)
+            checks.equal(
+                await _notices_until(notices, session_id, 3), [3], "nothing before the seq given"
+            )
+
+    async with checks.case("watch_of_every_session_announces_a_new_one"):
+        session_id = sid("w-all")
+        async with storage.watch() as notices:
+            await storage.create(_record(session_id, tag))
+            await storage.append(session_id, sample_events()[:1], expected_seq=0)
+            checks.equal(
+                await _notices_until(notices, session_id, 1), [1], "notices of a new session"
+            )
 
 
 async def run_storage_state_machine(
