@@ -168,6 +168,7 @@ def test_text_is_the_visible_text_only() -> None:
     assert user.text == "What is this?"
     assert [type(p) for p in user.parts] == [TextPart, ImagePart]
     assert "3 bytes" in repr(user.parts[1])
+    assert "url='https://example.invalid/a.png'" in repr(ImagePart(url="https://example.invalid/a.png"))
 
 
 # -- events stored before schema version 2 ----------------------------------------

@@ -162,6 +162,10 @@ stored or sent; pass a ``url`` or a host-resolved ``ref`` instead. Providers may
 smaller sizes their API does not take (``BadRequest``, before the request is sent)."""
 
 
+def _size(data: bytes | None) -> str:
+    return "None" if data is None else f"<{len(data)} bytes>"
+
+
 def _one_source(instance: ImagePart | FilePart, _: Any, __: Any) -> None:
     kind = type(instance).__name__
     given = [name for name in ("data", "url", "ref") if getattr(instance, name) is not None]
@@ -187,7 +191,7 @@ class ImagePart:
     ``media_type`` (``image/png``, ``image/jpeg``, ...) is required with ``data``."""
 
     media_type: str = ""
-    data: bytes | None = attrs.field(default=None, validator=_one_source, repr=lambda d: f"<{len(d)} bytes>")
+    data: bytes | None = attrs.field(default=None, validator=_one_source, repr=_size)
     url: str | None = None
     ref: str | None = None
 
@@ -199,7 +203,7 @@ class FilePart:
     ``name`` is the file name some APIs show the model."""
 
     media_type: str = ""
-    data: bytes | None = attrs.field(default=None, validator=_one_source, repr=lambda d: f"<{len(d)} bytes>")
+    data: bytes | None = attrs.field(default=None, validator=_one_source, repr=_size)
     url: str | None = None
     ref: str | None = None
     name: str | None = None
