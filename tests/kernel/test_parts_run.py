@@ -107,3 +107,29 @@ async def test_an_end_after_the_text_began_completes_its_block() -> None:
     async with create_session_store(agent=agent, providers=[LateEnd()], default_model="late/m") as store:
         result = await store.send("s1", "2+2?")
     assert result.messages[-1].parts == (ReasoningPart("2+2 is 4.", id="rs_1", source="test"), TextPart("4"))
+
+
+async def test_the_conformance_kit_accepts_a_thinking_provider() -> None:
+    """check_provider allows reasoning events in a response (a thinking model passes)."""
+    from harness_kernel.testing import check_provider
+
+    class Thinks(ModelProvider):
+        name = "thinks"
+
+        async def stream(self, request: ModelRequest) -> AsyncIterator[Any]:
+            if request.model == "missing":
+                from harness_kernel.errors import BadRequest
+
+                raise BadRequest("no such model")
+            yield ReasoningDelta("hm")
+            yield ReasoningEnd(signature="s", source="test")
+            if request.tools:
+                for event in (ToolCallStart("c1", "lookup"), ToolCallDelta("c1", '{"q": "x"}'), ToolCallEnd("c1")):
+                    yield event
+                yield Finish("tool_calls")
+            else:
+                yield TextDelta("Hello there.")
+                yield Finish("stop")
+
+    passed = await check_provider(Thinks, model="m", missing_model="missing")
+    assert "an_unknown_model_raises_provider_error" in passed

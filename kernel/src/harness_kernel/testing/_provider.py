@@ -14,6 +14,8 @@ from ..contracts import (
     Finish,
     ModelProvider,
     ModelRequest,
+    ReasoningDelta,
+    ReasoningEnd,
     TextDelta,
     ToolCallDelta,
     ToolCallEnd,
@@ -36,7 +38,7 @@ LOOKUP = ToolSpec(
 
 def _validate_sequence(checks: Checks, events: list[Any]) -> tuple[str, dict[str, tuple[str, str]]]:
     """Check the event grammar; return the text and the assembled tool calls."""
-    allowed = (TextDelta, ToolCallStart, ToolCallDelta, ToolCallEnd, Usage, Finish)
+    allowed = (TextDelta, ReasoningDelta, ReasoningEnd, ToolCallStart, ToolCallDelta, ToolCallEnd, Usage, Finish)
     for event in events:
         checks.check(isinstance(event, allowed), f"unexpected event {event!r:.100}")
     finishes = [e for e in events if isinstance(e, Finish)]
