@@ -1,8 +1,9 @@
 """harness-kernel provider for the Anthropic Messages API.
 
 Serves the model refs ``anthropic/<model>`` (another namespace with the ``namespace``
-option). Streams text and tool use (``input_json_delta`` fragments), maps stop reasons
-and usage, sends the system prompt apart and ``max_tokens`` always, and maps HTTP and
+option). Streams text, extended thinking (sent back with its signature on the next
+turn) and tool use (``input_json_delta`` fragments), takes images and documents in
+user messages, maps stop reasons and usage, sends the system prompt apart and ``max_tokens`` always, and maps HTTP and
 in-stream errors to the kernel's ``ProviderError`` classes. See
 ``docs/providers/anthropic.md``.
 """
