@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from harness_kernel import DisplayState, Event, RunResult, Session
 from harness_kernel.codec import converter
-from harness_kernel.errors import InvalidArgument
+from harness_kernel.errors import HarnessError, InvalidArgument
 
 from ._auth import Principal
 from ._problems import Problem
@@ -156,7 +156,12 @@ async def list_sessions(call: Call) -> Response:
         if labels.get(key, value) != value:
             return answer(SessionPage(()))
         labels[key] = value
-    page = await call.service.store.list(limit, query.get("cursor") or None, **labels)
+    try:
+        page = await call.service.store.list(limit, query.get("cursor") or None, **labels)
+    except HarnessError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:  # a backend that misreads a bad cursor
+        raise InvalidArgument("cursor: not a cursor from a previous page") from exc
     items = tuple(
         SessionSummary(
             r.id,
