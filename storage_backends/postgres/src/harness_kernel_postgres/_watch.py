@@ -32,9 +32,11 @@ from psycopg import sql
 from harness_kernel.contracts import WatchNotice
 from harness_kernel.errors import StorageError
 
-__all__ = ["Watch"]
+__all__ = ["WATCH_APPLICATION", "Watch"]
 
 _BUFFER = 256
+WATCH_APPLICATION = "harness-kernel-watch"
+"""The ``application_name`` of watch connections."""
 
 
 class Watch:
@@ -164,6 +166,8 @@ class Watch:
         except psycopg.Error as exc:
             raise StorageError(f"watch cannot connect to PostgreSQL: {exc}") from exc
         try:
+            # Named, so an operator sees the watches in pg_stat_activity.
+            conn.execute("SELECT set_config('application_name', %s, false)", (WATCH_APPLICATION,))
             conn.execute(self._listen)
             heads: list[tuple[str, int, bool]] = []
             if self._ids is not None:
