@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.support import AGENT_MODULE, Result, child_env, command
+from tests.cli.support import AGENT_MODULE, FAST_PLUGINS, Result, child_env, command
 
 MODULE = "bad_cfg_agent"
 GOOD = f'agent = "{MODULE}:agent"\n'
@@ -55,7 +55,32 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "bad sink option": (
         GOOD + '[[logging.sinks]]\nplugin = "jsonl"\noptions = { path = "log.jsonl", max_bytes = -1 }\n',
-        "logging.sinks[0].options: max_bytes must be 0 or more, got -1",
+        "logging.sinks[0].options.max_bytes: must be 0 or more, got -1",
+    ),
+    "nan timeout": (
+        GOOD + '[[providers]]\nplugin = "openai"\noptions = { timeout = nan }\n'
+        + '[[providers]]\nplugin = "scripted"\n',
+        "providers[0].options.timeout: must be a positive number, got nan",
+    ),
+    "infinite timeout": (
+        GOOD + '[[providers]]\nplugin = "scripted"\n[[providers]]\nplugin = "openai"\n'
+        + "options = { read_timeout = inf }\n",
+        "providers[1].options.read_timeout: must be a positive number, got inf",
+    ),
+    "zero timeout": (
+        GOOD + '[[providers]]\nplugin = "openai"\noptions = { connect_timeout = 0 }\n'
+        + '[[providers]]\nplugin = "scripted"\n',
+        "providers[0].options.connect_timeout: must be a positive number, got 0.0",
+    ),
+    "agent module exits": (
+        f'agent = "{MODULE}_exits:agent"\n',
+        f"agent: importing '{MODULE}_exits' called sys.exit(3) ({MODULE}_exits.py, line 3): "
+        "a module named in the config must not exit when imported",
+    ),
+    "plugin module raises SystemExit": (
+        GOOD + f'[[plugins]]\nmodule = "{MODULE}_exits_too"\n',
+        f"plugins[0].module: importing '{MODULE}_exits_too' called sys.exit('usage: run me as a script') "
+        f"({MODULE}_exits_too.py, line 1): a module named in the config must not exit when imported",
     ),
     "default model nobody serves": (
         GOOD + 'default_model = "openai/gpt-4.1"\n',
@@ -76,11 +101,13 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
         directory = root / f"case{index}"
         directory.mkdir()
         (directory / f"{MODULE}.py").write_text(AGENT_MODULE)
+        (directory / f"{MODULE}_exits.py").write_text('"""A script that runs at import."""\nimport sys\nsys.exit(3)\n')
+        (directory / f"{MODULE}_exits_too.py").write_text('raise SystemExit("usage: run me as a script")\n')
         path = directory / "harness.toml"
         path.write_text(text)
         processes[name] = (path, subprocess.Popen(
             [*command(), "--config", str(path), "config", "check"], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=child_env(),
+            stderr=subprocess.PIPE, text=True, env=child_env(plugins=f"{FAST_PLUGINS},openai"),
         ))
     results = {}
     for name, (path, process) in processes.items():

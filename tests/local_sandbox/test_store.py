@@ -83,11 +83,11 @@ async def test_bad_options_fail_at_store_start_with_their_path(tmp_path: Path) -
     cases = [
         ({"isolation": "docker"}, "sandbox.options.isolation"),
         ({"root": str(a_file)}, "sandbox.options.root"),
-        ({"max_output_bytes": 10}, "sandbox.options: max_output_bytes: must be at least 1024"),
-        ({"default_timeout": -1}, "sandbox.options: default_timeout"),
-        ({"ro_binds": ["relative/path"]}, "sandbox.options: ro_binds[0]: 'relative/path' must be an absolute path"),
-        ({"env": {"A=B": "x"}}, "sandbox.options: env: 'A=B' is not a variable name"),
-        ({"env_allow": ["OK", "A\x00"]}, "sandbox.options: env_allow[1]"),
+        ({"max_output_bytes": 10}, "sandbox.options.max_output_bytes: must be at least 1024"),
+        ({"default_timeout": -1}, "sandbox.options.default_timeout: "),
+        ({"ro_binds": ["relative/path"]}, "sandbox.options.ro_binds[0]: 'relative/path' must be an absolute path"),
+        ({"env": {"A=B": "x"}}, "sandbox.options.env: 'A=B' is not a variable name"),
+        ({"env_allow": ["OK", "A\x00"]}, "sandbox.options.env_allow[1]: "),
         ({"rooot": "x"}, "rooot"),
     ]
     for options, where in cases:

@@ -155,9 +155,10 @@ async def test_a_second_instance_serves_another_namespace(nursery: Any) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"base_url": "ftp://example.invalid"}, "base_url must start with http:// or https://"),
-        ({"namespace": "a/b"}, "namespace must be a non-empty name without '/'"),
-        ({"timeout": -1.0}, "timeout must be positive"),
+        ({"base_url": "ftp://example.invalid"}, "options.base_url: must start with http:// or https://"),
+        ({"namespace": "a/b"}, "options.namespace: must be a non-empty name without '/'"),
+        ({"timeout": -1.0}, "options.timeout: must be a positive number, got -1.0"),
+        ({"timeout": float("nan")}, "options.timeout: must be a positive number, got nan"),
         ({"temperature": 0.2}, "unknown key(s): temperature"),
     ],
 )

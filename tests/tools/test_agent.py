@@ -124,9 +124,9 @@ async def test_kits_are_listed_and_their_options_checked_at_start(tmp_path: Path
         kits = {(p.name, p.distribution) for p in store.plugins() if p.kind == "tools"}
         assert {("files", "harness-kernel-tools"), ("shell", "harness-kernel-tools")} <= kits
     bad = [
-        ({"files": {"approvals": {"execute": "auto"}}}, "tools.files.options: approvals: unknown category 'execute' (this kit has: read, edit)"),
+        ({"files": {"approvals": {"execute": "auto"}}}, "tools.files.options.approvals: unknown category 'execute' (this kit has: read, edit)"),
         ({"files": {"approvals": {"read": "sometimes"}}}, "tools.files.options.approvals['read']: expected one of 'auto', 'ask', 'deny'"),
-        ({"shell": {"default_timeout": 0}}, "tools.shell.options: default_timeout: must be a positive number of seconds"),
+        ({"shell": {"default_timeout": 0}}, "tools.shell.options.default_timeout: must be a positive number of seconds"),
         ({"shell": {"timeout": 5}}, "tools.shell.options: unknown key"),
     ]
     for options, message in bad:
@@ -184,5 +184,5 @@ async def test_kits_from_a_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileError) as caught:
         load_config(bad)
     assert caught.value.errors == (
-        "tools.files.options: approvals: unknown category 'execute' (this kit has: read, edit)",
+        "tools.files.options.approvals: unknown category 'execute' (this kit has: read, edit)",
     )

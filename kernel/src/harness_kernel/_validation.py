@@ -1,18 +1,30 @@
 """Strict structuring for untrusted input: plugin options and model-supplied tool arguments.
 
 cattrs' default converter coerces (``"5"`` becomes ``5``); here a value must already have
-the declared type, extra keys are refused, and every error is reported with its path.
+the declared type, extra keys are refused, and every error is reported with its path:
+
+- a float must be finite: ``nan`` and ``inf`` are refused wherever a float is declared
+  (``providers[0].options.timeout: must be a finite number, got nan``), unless the
+  field's own validator has a more precise word for it (``must be a positive number``);
+- an attrs validator that refuses a value is reported at its field, not at the table
+  that holds it (``providers[0].options.timeout: must be a positive number, got -1``),
+  with the field's name taken off the front of the validator's message.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import math
+import re
+import types
 import typing
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
+import attrs
 import cattrs
-from cattrs.errors import IterableValidationNote
+from cattrs.errors import AttributeValidationNote, IterableValidationNote
+from cattrs.gen import make_dict_structure_fn
 
 __all__ = ["ValidationFailed", "strict_converter", "structure_strictly"]
 
@@ -27,16 +39,32 @@ class ValidationFailed(Exception):
         self.errors = errors
 
 
-def _exact(kind: type, name: str, *, allow_int: bool = False) -> Any:
+class NotFinite(ValueError):
+    """A float option was ``nan`` or infinite."""
+
+
+def _exact(kind: type, name: str) -> Any:
     def structure(value: Any, _: Any) -> Any:
         ok = isinstance(value, kind) and not isinstance(value, bool) if kind is not bool else isinstance(value, bool)
-        if not ok and allow_int and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
         if not ok:
             raise TypeError(f"expected {name}, got {type(value).__name__}")
         return value
 
     return structure
+
+
+def _finite_float(value: Any, _: Any) -> float:
+    """An int or a float, as a float; ``nan`` and the infinities are refused (TOML and
+    JSON readers accept them, and no timeout, delay or ratio means anything with them)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected float, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise NotFinite(f"must be a finite number, got {value!r}")
+    return number
 
 
 _SEQUENCES = {list: list, tuple: tuple, set: set, frozenset: frozenset}
@@ -71,14 +99,151 @@ def _strict_sequence(conv: cattrs.Converter) -> Any:
     return structure
 
 
+# -- attrs classes: validator errors at their field ------------------------------------
+
+
+def _message(exc: BaseException) -> str:
+    # attrs' own validators raise ValueError(message, attribute, ...): the first is the text.
+    first = exc.args[0] if exc.args else ""
+    return first if isinstance(first, str) and first else str(exc)
+
+
+def _without_name(message: str, name: str) -> str:
+    """A validator's message without the field name it starts with: the path says it."""
+    for lead in (f"{name} ", f"'{name}' ", f"{name}: "):
+        if message.startswith(lead):
+            return message[len(lead) :]
+    return message
+
+
+def _at_field(exc: Exception, cls: type, field: attrs.Attribute[Any]) -> Exception:
+    exc.__notes__ = [AttributeValidationNote(f"Structuring class {cls.__qualname__} @ attribute {field.name}", field.name, field.type)]
+    return exc
+
+
+def _field_values(conv: cattrs.Converter, cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The value each field gets (structured, or its default), for the fields that
+    structure on their own."""
+    values: dict[str, Any] = {}
+    for field in attrs.fields(cls):
+        try:
+            if field.name in data:
+                values[field.name] = conv.structure(data[field.name], field.type)
+            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                if not field.default.takes_self:
+                    values[field.name] = field.default.factory()
+            elif field.default is not attrs.NOTHING:
+                values[field.name] = field.default
+        except Exception:
+            continue
+    return values
+
+
+def _validator_errors(conv: cattrs.Converter, cls: type, data: Mapping[str, Any]) -> list[Exception]:
+    """Run each field's validator on its own, so a refusal names its field. Validators
+    get a stand-in instance holding the other fields' values."""
+    values = _field_values(conv, cls, data)
+    stand_in = types.SimpleNamespace(**values)
+    errors: list[Exception] = []
+    for field in attrs.fields(cls):
+        if field.validator is None or field.name not in values:
+            continue
+        try:
+            field.validator(stand_in, field, values[field.name])
+        except (ValueError, TypeError) as exc:
+            errors.append(_at_field(ValueError(_without_name(_message(exc), field.name)), cls, field))
+        except Exception:
+            continue
+    return errors
+
+
+def _preferred(cls: type, data: Mapping[str, Any], exc: Exception) -> Exception:
+    """For a non-finite float, the field validator's own refusal when it has one."""
+    name = _field_of(exc)
+    if not isinstance(exc, NotFinite) or name is None:
+        return exc
+    field = attrs.fields_dict(cls).get(name)
+    if field is None or field.validator is None or field.name not in data:
+        return exc
+    try:
+        field.validator(types.SimpleNamespace(), field, float(data[field.name]))
+    except (ValueError, TypeError) as refusal:
+        return _at_field(NotFinite(_without_name(_message(refusal), field.name)), cls, field)
+    except Exception:
+        return exc
+    return exc
+
+
+_NAMED: Final = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?: (?P<message>.+)", re.DOTALL)
+
+
+def _named_field(cls: type, exc: Exception) -> Exception:
+    """An ``__attrs_post_init__`` check that names its field (``"field: message"``,
+    ``"field[2]: message"``) is reported at that field, like a validator."""
+    match = _NAMED.fullmatch(_message(exc))
+    fields = attrs.fields_dict(cls)
+    if match is None or match["name"] not in fields:
+        return exc
+    field = fields[match["name"]]
+    if match["index"] is None:
+        return _at_field(ValueError(match["message"]), cls, field)
+    index = int(match["index"])
+    leaf = ValueError(match["message"])
+    leaf.__notes__ = [IterableValidationNote(f"@ index {index}", index, Any)]
+    return _at_field(cattrs.IterableValidationError(f"While checking {field.name}", [leaf], list), cls, field)
+
+
+def _field_of(exc: BaseException) -> str | None:
+    notes = [n for n in getattr(exc, "__notes__", []) if isinstance(n, AttributeValidationNote)]
+    return notes[0].name if notes else None
+
+
+def _located(
+    conv: cattrs.Converter, cls: type, data: Mapping[str, Any], group: cattrs.ClassValidationError
+) -> cattrs.ClassValidationError:
+    """``group`` with every problem at its field: the fields that did not structure, and
+    (so that one pass reports everything) the validators refusing the fields that did.
+    An error the class raised that no single validator explains is kept as it was."""
+    located = [_preferred(cls, data, exc) for exc in group.exceptions if _field_of(exc) is not None]
+    # Unknown keys are the table's own problem; anything else unlocated came from __init__.
+    table = [exc for exc in group.exceptions if _field_of(exc) is None and isinstance(exc, cattrs.ForbiddenExtraKeysError)]
+    raised = [exc for exc in group.exceptions if _field_of(exc) is None and exc not in table and isinstance(exc, Exception)]
+    failed = {_field_of(exc) for exc in located}
+    validators = [exc for exc in _validator_errors(conv, cls, data) if _field_of(exc) not in failed]
+    if not validators:
+        raised = [_named_field(cls, exc) for exc in raised]
+    errors = [*located, *table, *validators, *([] if validators else raised)]
+    return cattrs.ClassValidationError(group.message, errors or list(group.exceptions), cls)
+
+
+def _attrs_structure(conv: cattrs.Converter) -> Callable[[type], Any]:
+    def factory(cls: type) -> Any:
+        attrs.resolve_types(cls)  # string annotations (``from __future__ import annotations``)
+        base: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, conv)
+
+        def structure(value: Any, _: Any) -> Any:
+            try:
+                return base(value, cls)
+            except cattrs.ClassValidationError as group:
+                if not isinstance(value, Mapping):
+                    raise
+                raise _located(conv, cls, value, group) from None
+
+        return structure
+
+    return factory
+
+
 def strict_converter() -> cattrs.Converter:
-    """A converter that refuses extra keys and never coerces between scalar types."""
+    """A converter that refuses extra keys, never coerces between scalar types, refuses
+    non-finite floats and reports attrs validator errors at their field."""
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook_func(_is_sequence, _strict_sequence(conv))
     conv.register_structure_hook(str, _exact(str, "str"))
     conv.register_structure_hook(int, _exact(int, "int"))
-    conv.register_structure_hook(float, _exact(float, "float", allow_int=True))
+    conv.register_structure_hook(float, _finite_float)
     conv.register_structure_hook(bool, _exact(bool, "bool"))
+    conv.register_structure_hook_factory(attrs.has, _attrs_structure(conv))
     return conv
 
 

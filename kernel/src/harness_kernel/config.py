@@ -275,6 +275,14 @@ def _import(ref: str, base_dir: Path, path: str, errors: list[str], *, attribute
             f"{path}: importing '{module_name}' failed: {type(exc).__name__}: {message}{_where(exc, base_dir)}"
         )
         return None
+    except SystemExit as exc:
+        # sys.exit() in a module (a script's "main" run at import) must not end the
+        # host or the CLI silently with the module's exit code.
+        errors.append(
+            f"{path}: importing '{module_name}' called sys.exit({exc.code!r}){_where(exc, base_dir)}: "
+            "a module named in the config must not exit when imported"
+        )
+        return None
     for part in attr.split(".") if attr else ():
         if not hasattr(obj, part):
             errors.append(f"{path}: module '{module_name}' has no attribute '{attr}'")

@@ -118,9 +118,10 @@ def namespace_name(_instance: Any, attribute: attrs.Attribute[Any], value: str) 
 
 
 def positive(_instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    """attrs validator: ``None`` or a positive number."""
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+    """attrs validator: ``None`` or a positive, finite number (``nan`` and ``inf`` are no
+    timeout or limit)."""
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
 def api_key_from_env(
