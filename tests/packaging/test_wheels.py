@@ -97,5 +97,5 @@ def test_the_quickstart_runs_from_its_config_through_the_console_script(venv: Pa
     assert "[approval needed] save_note" in output
     assert "[approved]" in output
     assert "notes> Done: saved note 'reminder'" in output
-    assert "== restart: new processes, same storage ==" in output
+    assert "== a restart: three new processes, each on the same storage ==" in output
     assert "You have 1 note(s): saved note 'reminder' (29 characters)." in output
