@@ -160,3 +160,31 @@ def test_a_configured_secret_of_three_characters_or_fewer_reaches_no_sink(
     error = results[1].error
     assert error is not None
     assert error.message == f"RuntimeError: refused key {MASK}, pin {MASK}"
+
+
+async def test_an_exposed_tool_failure_reaches_the_model_without_url_credentials() -> None:
+    """With expose_internal_errors, the tool's exception text becomes the result the
+    model sees and the log keeps: a URL's password is masked there too."""
+    from harness_kernel import ModelRequest, ToolResultPart, create_session_store, define_agent, tool
+    from harness_kernel.testing import Reply, ScriptedProvider, ToolCall
+
+    @tool
+    async def connect() -> str:
+        """Connect."""
+        raise RuntimeError("could not connect to postgres://app:S3cretDsnPw77@db/main")
+
+    def brain(request: ModelRequest) -> Reply:
+        last = request.messages[-1]
+        if any(isinstance(p, ToolResultPart) for p in last.parts):
+            return Reply(text=last.parts[0].content)
+        return Reply(tool_calls=[ToolCall("connect", {})])
+
+    async with create_session_store(
+        agent=define_agent(name="a", tools=[connect]), providers=[ScriptedProvider({"main": brain})],
+        default_model="scripted/main", autoload_plugins=False, error_policy={"expose_internal_errors": True},
+    ) as store:
+        result = await store.send("s1", "go")
+        events = await store.storage.read("s1")
+    assert "S3cretDsnPw77" not in result.text
+    assert "postgres://app:[redacted]@db/main" in result.text
+    assert not any("S3cretDsnPw77" in str(e.payload) for e in events)

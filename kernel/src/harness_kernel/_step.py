@@ -439,7 +439,7 @@ class Step:
             for value in _strings(call.arguments):
                 detail = detail.replace(value, "[argument]")
             bound.error("tool_failed", error=detail)
-            content, outcome = f"tool '{tool.name}' failed: {error.message}", "error"
+            content, outcome = rt.redactor.scrub(f"tool '{tool.name}' failed: {error.message}"), "error"
         await self.finish_call(run, call, outcome, content, duration_ms=(time.perf_counter() - started) * 1000)
         return False
 
