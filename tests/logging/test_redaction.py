@@ -165,7 +165,13 @@ def test_a_configured_secret_of_three_characters_or_fewer_reaches_no_sink(
 async def test_an_exposed_tool_failure_reaches_the_model_without_url_credentials() -> None:
     """With expose_internal_errors, the tool's exception text becomes the result the
     model sees and the log keeps: a URL's password is masked there too."""
-    from harness_kernel import ModelRequest, ToolResultPart, create_session_store, define_agent, tool
+    from harness_kernel import (
+        ModelRequest,
+        ToolResultPart,
+        create_session_store,
+        define_agent,
+        tool,
+    )
     from harness_kernel.testing import Reply, ScriptedProvider, ToolCall
 
     @tool
