@@ -107,8 +107,9 @@ plugin = "shop"
 class Server:
     """One ``harness-kernel serve`` process; ``logs`` holds everything it printed."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = env or {}
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.logs = ""
@@ -116,7 +117,7 @@ class Server:
         self._clients: list[httpx.Client] = []
 
     def start(self) -> Server:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "SHOP_SERVICE_KEY": KEYS["from_env"]}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "SHOP_SERVICE_KEY": KEYS["from_env"], **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "harness_kernel.cli", "serve", "--config", str(self.config),
              "--host", "127.0.0.1", "--port", "0"],
