@@ -44,7 +44,7 @@ def _operation(endpoint: Endpoint, schemas: SchemaSet) -> dict[str, Any]:
     if content:
         success["content"] = content
     responses: dict[str, Any] = {str(endpoint.status): success}
-    if endpoint.path.endswith(("/approve", "/deny", "/resume")):
+    if endpoint.may_wait:
         responses["202"] = {
             "description": "recorded; other approvals or answers are still pending",
             "content": {"application/json": {"schema": schemas.ref(Waiting)}},

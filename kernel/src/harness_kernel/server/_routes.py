@@ -94,13 +94,15 @@ class Endpoint:
     query: tuple[Param, ...] = ()
     open: bool = False
     """Callable without an API key."""
+    may_wait: bool = False
+    """Answers 202 ``Waiting`` when the run still waits for other approvals or answers."""
 
 
 def answer(value: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(converter.unstructure(value), status_code=status)
 
 
-def _outcome(service: Service, session: Session, result: RunResult | None) -> JSONResponse:
+def _outcome(session: Session, result: RunResult | None) -> JSONResponse:
     if result is not None:
         return answer(result)
     return answer(
@@ -287,14 +289,14 @@ async def approve(call: Call) -> Response:
     body: ApproveBody = call.body
     session = await call.session()
     result = await session.approve(call.path("approval_id"), remember=body.remember)
-    return _outcome(call.service, session, result)
+    return _outcome(session, result)
 
 
 async def deny(call: Call) -> Response:
     body: DenyBody = call.body
     session = await call.session()
     result = await session.deny(call.path("approval_id"), body.reason)
-    return _outcome(call.service, session, result)
+    return _outcome(session, result)
 
 
 async def list_suspensions(call: Call) -> Response:
@@ -305,7 +307,7 @@ async def resume(call: Call) -> Response:
     body: ResumeBody = call.body
     session = await call.session()
     result = await session.resume(call.path("call_id"), body.data)
-    return _outcome(call.service, session, result)
+    return _outcome(session, result)
 
 
 async def events(call: Call) -> Response:
@@ -462,6 +464,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         approve,
         ApproveBody,
         RunResult,
+        may_wait=True,
     ),
     Endpoint(
         "POST",
@@ -471,6 +474,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         deny,
         DenyBody,
         RunResult,
+        may_wait=True,
     ),
     Endpoint(
         "GET",
@@ -488,6 +492,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         resume,
         ResumeBody,
         RunResult,
+        may_wait=True,
     ),
     Endpoint(
         "GET",

@@ -1,10 +1,12 @@
 """The ``[server]`` table of ``harness.toml``: address, limits, CORS and API keys.
 
-The kernel's config resolver does not know ``[server]`` yet (it reports unknown
-top-level keys), so this module reads the table itself with ``tomllib`` and hands
-``load_config`` the rest of the file: a copy without ``[server]``, written next to the
-original (same directory, so relative imports and ``${CONFIG_DIR}`` resolve the same)
-and removed once loaded. Strings are interpolated as everywhere else in the file.
+This module reads and validates the table itself with ``tomllib``. The kernel's
+config resolver does not know ``[server]`` yet (it reports unknown top-level keys), so
+while it refuses the table, ``load_config`` is handed the rest of the file: a copy
+without ``[server]``, written next to the original (same directory, so relative
+imports and ``${CONFIG_DIR}`` resolve the same) and removed once loaded. Once the
+resolver accepts ``[server]``, the file is loaded as it is. Strings are interpolated as
+everywhere else in the file.
 
 ::
 
@@ -221,13 +223,27 @@ def load_service_config(
     if not isinstance(table, Mapping):
         raise ConfigFileError(source, ["server: expected a table"])
     settings = read_server_settings(table, env, source)
+    try:
+        return load_config(path, environ=environ), settings  # a resolver that knows [server]
+    except ConfigFileError as exc:
+        if not any(line.startswith("server: unknown key") for line in exc.errors):
+            raise
     copy = file.with_name(f".{file.stem}.serve-{secrets.token_hex(4)}.toml")
     try:
         copy.write_text(render_toml(data), encoding="utf-8")
-        try:
-            config = load_config(copy, environ=environ)
-        except ConfigFileError as exc:
-            raise ConfigFileError(source, exc.errors) from None
+    except OSError as exc:
+        raise ConfigFileError(
+            source,
+            [
+                "server: this kernel's config resolver does not know [server] yet, and the copy "
+                f"without it could not be written next to the file ({exc.strerror or exc}); "
+                "make the directory writable"
+            ],
+        ) from None
+    try:
+        config = load_config(copy, environ=environ)
+    except ConfigFileError as exc:
+        raise ConfigFileError(source, exc.errors) from None
     finally:
         copy.unlink(missing_ok=True)
     return attrs.evolve(config, path=file), settings
