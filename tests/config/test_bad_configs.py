@@ -84,7 +84,25 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "default model nobody serves": (
         GOOD + 'default_model = "openai/gpt-4.1"\n',
-        "default_model: no configured provider serves 'openai/' (configured namespaces: scripted)",
+        "default_model: no configured provider serves 'openai/gpt-4.1' (configured namespaces: scripted)",
+    ),
+    # A typo is reported alone: the default its key was left at (here a model the
+    # configured providers do not serve) is no second problem of the file.
+    "misspelt default_model": (
+        GOOD + 'defualt_model = "openai/m"\n[[providers]]\nplugin = "openai"\noptions = { api_key = "k", models = ["m"] }\n',
+        "defualt_model: unknown key (did you mean 'default_model'?)",
+    ),
+    "misspelt agent": (
+        f'agnet = "{MODULE}:agent"\n',
+        "agnet: unknown key (did you mean 'agent'?)",
+    ),
+    "misspelt plugin key": (
+        GOOD + 'sandbox = { plugn = "noop" }\n',
+        "sandbox.plugn: unknown key (did you mean 'plugin'?)",
+    ),
+    "misspelt option": (
+        GOOD + 'storage = { plugin = "sqlite", options = { paht = "x.db" } }\n',
+        "storage.options.paht: unknown key (did you mean 'path'?)",
     ),
     "toml syntax": (
         'agent = "unterminated\n',

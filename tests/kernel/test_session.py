@@ -86,7 +86,7 @@ async def test_unknown_modes_and_models_are_refused() -> None:
         session = await store.create("s1")
         with pytest.raises(UnknownMode, match="no mode 'fly' \\(modes: build, plan\\)"):
             await session.switch_mode("fly")
-        with pytest.raises(UnknownModel, match="no configured provider serves 'gpt/'"):
+        with pytest.raises(UnknownModel, match="no configured provider serves 'gpt/4'"):
             await session.set_model("gpt/4")
         with pytest.raises(UnknownModel, match="provider 'scripted' does not serve model 'nope'"):
             await session.set_model("scripted/nope")

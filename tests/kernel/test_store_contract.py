@@ -22,7 +22,7 @@ async def test_an_exception_in_the_store_block_comes_back_as_raised() -> None:
 
 async def test_a_bad_default_model_is_a_plain_config_error() -> None:
     """A default model no provider serves fails the start with ConfigError."""
-    with pytest.raises(ConfigError, match=re.escape("default_model: no configured provider serves 'openai/' (configured namespaces: scripted)")):
+    with pytest.raises(ConfigError, match=re.escape("default_model: no configured provider serves 'openai/gpt' (configured namespaces: scripted)")):
         async with open_store(default_model="openai/gpt"):
             pass
 

@@ -200,7 +200,7 @@ def model_ref_problem(ref: str, namespaces: Collection[str] | None) -> str | Non
         return f"model ref '{ref}' must look like '<provider>/<model>'"
     if namespaces is not None and namespace not in namespaces:
         known = ", ".join(sorted(namespaces)) or "none"
-        return f"no configured provider serves '{namespace}/' (configured namespaces: {known})"
+        return f"no configured provider serves '{ref}' (configured namespaces: {known})"
     return None
 
 

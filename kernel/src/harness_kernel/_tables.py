@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeAlias
 
-__all__ = ["Shape", "check_table", "expect", "key_path", "split_unknown", "type_name"]
+__all__ = ["Shape", "check_table", "expect", "key_path", "split_unknown", "type_name", "typo_targets"]
 
 Shape: TypeAlias = type | tuple[type, ...]
 """The type (or types) a key's value must have."""
@@ -70,23 +70,43 @@ def check_table(
             errors.append(f"{key_path(path, str(key))}: unknown key{hint}")
         elif expect(item, kind, key_path(path, key), errors):
             clean[key] = item
+    # A required key that is only misspelt is reported once, as the typo.
+    meant = typo_targets(value, keys)
     for key in required:
-        if key not in value:
+        if key not in value and key not in meant:
             errors.append(f"{key_path(path, key)}: required key missing")
     return clean
 
 
+def typo_targets(value: Mapping[Any, Any], keys: Collection[str]) -> dict[str, str]:
+    """The known keys absent from ``value`` that an unknown key of it probably meant
+    (the "did you mean" of ``check_table``): ``{meant: written}``."""
+    known = list(keys)
+    meant: dict[str, str] = {}
+    for key in value:
+        if key in keys:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1)
+        if close and close[0] not in value:
+            meant.setdefault(close[0], str(key))
+    return meant
+
+
 _UNKNOWN_KEYS = re.compile(r"^(.*): unknown key\(s\): (.*)$")
+_HINTED = re.compile(r"^(.*?)( \(did you mean '[^']*'\?\))?$")
 
 
 def split_unknown(lines: Sequence[str]) -> list[str]:
-    """Options validation reports ``"path: unknown key(s): a, b"``; a file reports each
-    key at its own path (``path.a: unknown key``)."""
+    """Options validation reports ``"path: unknown key(s): a, b (did you mean 'c'?)"``;
+    a file reports each key at its own path, with its hint (``path.a: unknown key``,
+    ``path.b: unknown key (did you mean 'c'?)``)."""
     out = []
     for line in lines:
         match = _UNKNOWN_KEYS.match(line)
         if match is None:
             out.append(line)
             continue
-        out.extend(f"{key_path(match.group(1), key)}: unknown key" for key in match.group(2).split(", "))
+        for item in match.group(2).split(", "):
+            key, hint = _HINTED.fullmatch(item).groups()  # type: ignore[union-attr]
+            out.append(f"{key_path(match.group(1), key)}: unknown key{hint or ''}")
     return out

@@ -14,6 +14,7 @@ the declared type, extra keys are refused, and every error is reported with its 
 from __future__ import annotations
 
 import collections.abc
+import difflib
 import math
 import re
 import types
@@ -254,7 +255,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return f"unknown key(s): {', '.join(sorted(exc.extra_fields))}"
+        return f"unknown key(s): {', '.join(_hinted(key, exc.cl) for key in sorted(exc.extra_fields))}"
     message = str(exc)
     if message.startswith("expected "):
         return message
@@ -262,6 +263,16 @@ def _describe(exc: BaseException) -> str:
         choices = message.partition("Literal[")[2].removesuffix("]")
         return f"expected one of {choices}"
     return message.split("\n")[0] or exc.__class__.__name__
+
+
+_MEANT: Final = re.compile(r"did you mean '([^']*)'")
+
+
+def _hinted(key: str, cls: type) -> str:
+    """``key``, with the closest field name of ``cls`` as a hint when one is close."""
+    fields = [field.name for field in attrs.fields(cls)] if attrs.has(cls) else []
+    close = difflib.get_close_matches(key, fields, n=1)
+    return f"{key} (did you mean '{close[0]}'?)" if close else key
 
 
 def _join(root: str, path: str) -> str:
@@ -281,6 +292,14 @@ def format_errors(exc: BaseException, root: str) -> list[str]:
         if not message:
             message, path = text, "$"
         lines.append(f"{_join(root, path)}: {message}")
+    # A required field that is only misspelt is reported once, as the typo.
+    meant = {
+        f"{line.partition(': unknown key(s): ')[0]}.{name}: required field missing"
+        for line in lines
+        if ": unknown key(s): " in line
+        for name in _MEANT.findall(line)
+    }
+    lines = [line for line in lines if line not in meant]
     return lines or [f"{root}: invalid value"]
 
 

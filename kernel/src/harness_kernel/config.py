@@ -33,6 +33,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import re
 import sys
 import tomllib
 import traceback
@@ -48,7 +49,7 @@ from ._choices import Choices, LoggingChoice, PluginChoice, SinkChoice, resolve_
 from ._plugins import PluginRegistry
 from ._policy import ErrorPolicy
 from ._secrets import MASK, mask_tree
-from ._tables import Shape, check_table, key_path, split_unknown
+from ._tables import Shape, check_table, key_path, split_unknown, typo_targets
 from ._toml import interpolate, interpolate_tree, render_toml
 from .codec import converter
 from .errors import ConfigError, ConfigFileError, PluginError
@@ -345,6 +346,7 @@ def load_config(
     errors: list[str] = []
     data = interpolate_tree(data, "", env, errors)
     top = check_table(data, "", _TOP, errors, required=("agent",)) or {}
+    meant = typo_targets(data, _TOP) if isinstance(data, Mapping) else {}
     base = file.parent
 
     # Extra hook modules come first: they may register the plugins named below.
@@ -383,7 +385,7 @@ def load_config(
             error_policy=top.get("error_policy", {}), tool_options=_tool_options(top.get("tools", {}), errors),
             plugins=objects, strict_plugins=strict, autoload_plugins=autoload, errors=found,
         )
-        errors.extend(split_unknown(found))
+        errors.extend(_without_consequences(split_unknown(found), meant))
 
     grace = top.get("grace_period", 5.0)
     if not (math.isfinite(grace) and grace > 0):
@@ -394,6 +396,28 @@ def load_config(
     return HarnessConfig(
         path=file, agent_ref=top["agent"], choices=choices, plugin_modules=tuple(modules), grace_period=float(grace)
     )
+
+
+_ROOT: Final = re.compile(r"[^.\[:]*")
+
+
+def _without_consequences(lines: list[str], meant: Mapping[str, str]) -> list[str]:
+    """The resolver's problems, less those that follow only from a misspelt top-level
+    key (``default_modle = ...`` leaves ``default_model`` at its default, which may be a
+    model no provider serves): the typo, reported with its "did you mean", says it all."""
+    if not meant:
+        return lines
+    if "plugins" in meant:  # a misspelt module list may register any plugin named below
+        return []
+    kept = []
+    for line in lines:
+        root = _ROOT.match(line)
+        if root is not None and root.group() in meant:
+            continue
+        if "providers" in meant and "no configured provider serves" in line:
+            continue
+        kept.append(line)
+    return kept
 
 
 def _tool_options(raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
