@@ -84,14 +84,19 @@ env = "SHOP_SERVICE_KEY"
 """
 
 
-def write_config(folder: Path, *, server_table: str = SERVER_TABLE, db: Path | None = None) -> Path:
+def write_config(
+    folder: Path, *, server_table: str = SERVER_TABLE, db: Path | None = None, storage: str | None = None
+) -> Path:
+    """harness.toml for the shop agent in ``folder``: sqlite at ``db`` (default: in the
+    folder) unless ``storage`` gives the whole storage table as an inline TOML table."""
     shutil.copy(HERE / "shop_agent.py", folder / "shop_agent.py")
     database = db or folder / "shop.db"
+    storage = storage or f"{{ plugin = \"sqlite\", options = {{ path = {json.dumps(str(database))} }} }}"
     config = folder / "harness.toml"
     config.write_text(
         f"""agent = "shop_agent:agent"
 default_model = "shop/shop"
-storage = {{ plugin = "sqlite", options = {{ path = {json.dumps(str(database))} }} }}
+storage = {storage}
 
 [[plugins]]
 module = "shop_agent"

@@ -1,10 +1,18 @@
 """Deployment: graceful shutdown, a restart on the same storage, and two ``serve``
-processes sharing one sqlite file."""
+processes sharing one storage (a sqlite file, and S3 served by moto)."""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from .conftest import Server, sse_events, write_config
 
@@ -61,15 +69,71 @@ def test_readiness_reports_stopping(tmp_path: Path) -> None:
         running.kill()
 
 
-def test_two_processes_share_one_sqlite_file(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 for the serve processes. moto checks a conditional
+    write and then writes without a lock, while S3 decides it atomically: PutObject and
+    DeleteObject are serialised (as in tests/s3) so the test sees S3's semantics."""
+    from moto.s3.responses import S3Response
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    lock = threading.Lock()
+
+    def atomically(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(self, *args, **kwargs)
+
+        return locked
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("put_object", "delete_object"):
+            patch.setattr(S3Response, name, atomically(getattr(S3Response, name)))
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+
+
+AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "s3"])
+def test_two_processes_share_one_storage(tmp_path: Path, request: pytest.FixtureRequest, backend: str) -> None:
     """A session created on one process is served by the other; an approval given on
     the second finishes the run the first parked, and the first reads the finished run
     back from storage."""
-    database = tmp_path / "shared.db"
+    env: dict[str, str] = {}
+    if backend == "s3":
+        import boto3
+
+        endpoint = request.getfixturevalue("moto_endpoint")
+        bucket = f"hk-serve-{secrets.token_hex(6)}"
+        env = {**AWS, "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+        boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        ).create_bucket(Bucket=bucket)
+        storage = (
+            f'{{ plugin = "s3", options = {{ bucket = "{bucket}", endpoint_url = "{endpoint}", '
+            'region = "us-east-1", base_delay_ms = 10 } }'
+        )
+    else:
+        storage = f'{{ plugin = "sqlite", options = {{ path = {json.dumps(str(tmp_path / "shared.db"))} }} }}'
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    one = Server(write_config(tmp_path / "a", db=database)).start()
-    two = Server(write_config(tmp_path / "b", db=database)).start()
+    one = Server(write_config(tmp_path / "a", storage=storage), env=env).start()
+    two = Server(write_config(tmp_path / "b", storage=storage), env=env).start()
     try:
         a, b = one.client(), two.client()
         session_id = a.post("/v1/sessions", json={"id": "shared-1"}).json()["id"]
