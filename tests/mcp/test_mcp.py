@@ -185,3 +185,35 @@ async def test_missing_header_variable_fails_the_start() -> None:
     with pytest.raises(ConfigError, match=r"mcp server 'web' could not be started.*NOT_SET_ANYWHERE"):
         async with open_mcp_servers([server]):
             pass
+
+
+async def test_the_mcp_kit_declares_servers_in_the_store_options() -> None:
+    """tools=["mcp"] with tool_options={"mcp": {...}} (what [tools.mcp] in harness.toml
+    becomes) starts the servers and offers their tools through the run loop."""
+    server = stdio_server(approval="auto")
+    options = {"stdio": [{"name": "kit", "command": server.command, "args": list(server.args),
+                          "tool_approvals": {"pid": "deny"}}]}
+    async with create_session_store(
+        agent=define_agent(name="kit-user", tools=["mcp"]),
+        providers=[ScriptedProvider({"caller": caller})], default_model="scripted/caller",
+        tool_options={"mcp": options},
+    ) as store:
+        result = await call(store, "kit__add", a=3, b=4)
+        assert result.status == "waiting_approval"  # the kit's servers default to ask too
+        session = await store.get_or_create("s")
+        (pending,) = session.pending_approvals
+        done = await session.approve(pending.approval_id)
+        assert done.text == "7"
+        denied = await call(store, "kit__pid")
+        assert "not allowed" in denied.text
+
+
+async def test_the_mcp_kit_reports_bad_options_with_their_path() -> None:
+    """A kit option of the wrong shape fails the store's start naming its path."""
+    with pytest.raises(ConfigError, match=r"stdio"):
+        async with create_session_store(
+            agent=define_agent(name="kit-user", tools=["mcp"]),
+            providers=[ScriptedProvider({"caller": caller})], default_model="scripted/caller",
+            tool_options={"mcp": {"stdio": [{"name": "x"}]}},
+        ):
+            pass

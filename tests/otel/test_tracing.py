@@ -296,3 +296,23 @@ async def test_default_instance_steps_aside_for_the_hosts(provider: TracerProvid
         default_tracing._provider, default_tracing._tracer = None, None
     assert len(by_name(exporter.get_finished_spans())["invoke_agent tracer"]) == 1
     assert other.get_finished_spans() == ()
+
+
+async def test_log_records_become_events_on_the_run_span(provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
+    """With the otel log sink, the kernel's log records of a run are events on its span."""
+    async with create_session_store(
+        agent=define_agent(name="tracer", tools=[lookup]),
+        providers=[ScriptedProvider({"brain": brain})],
+        default_model="scripted/brain",
+        plugins=[Tracing(tracer_provider=provider)],
+        logging={"sinks": ["otel"]},
+        autoload_plugins=False,
+    ) as s:
+        session = await s.create()
+        await session.send("q")
+    (run,) = by_name(exporter.get_finished_spans())["invoke_agent tracer"]
+    events = [e.name for e in run.events]
+    assert "tool_finished" in events
+    tool_event = next(e for e in run.events if e.name == "tool_finished")
+    assert tool_event.attributes is not None
+    assert tool_event.attributes["harness.log.outcome"] == "ok"

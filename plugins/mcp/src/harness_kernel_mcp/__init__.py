@@ -5,17 +5,23 @@ environment) and connects to streamable-HTTP servers, lists their tools and keep
 connected (restarting a server that dies, with backoff); ``servers.tools`` are kernel
 ``Tool`` objects named ``<server>__<tool>``, with the server's JSON schema and an
 approval policy per server and per tool (``ask`` unless configured). Calls go through
-the kernel's run loop like any tool's. See ``docs/mcp.md``.
+the kernel's run loop like any tool's. The ``mcp`` tool kit declares servers in the
+store's options or ``harness.toml`` instead (``tools=["mcp"]``). See ``docs/mcp.md``.
 """
 
 from __future__ import annotations
 
+from harness_kernel import hookimpl
+from harness_kernel.hookspecs import Register
+
 from ._connection import ServerStatus, ServerUnavailable
+from ._kit import McpKitOptions, mcp_kit
 from ._options import HttpServer, McpServerOptions, Restart, StdioServer, tool_name
 from ._servers import McpServers, McpTool, open_mcp_servers
 
 __all__ = [
     "HttpServer",
+    "McpKitOptions",
     "McpServerOptions",
     "McpServers",
     "McpTool",
@@ -23,6 +29,12 @@ __all__ = [
     "ServerStatus",
     "ServerUnavailable",
     "StdioServer",
+    "mcp_kit",
     "open_mcp_servers",
     "tool_name",
 ]
+
+
+@hookimpl
+def harness_kernel_tools(register: Register) -> None:
+    register("mcp", mcp_kit, options=McpKitOptions)

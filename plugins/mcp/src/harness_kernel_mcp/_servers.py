@@ -16,7 +16,7 @@ from harness_kernel.errors import ConfigError, ToolArgumentsInvalid
 from ._connection import ServerConnection, ServerStatus
 from ._options import McpServerOptions, tool_name
 
-__all__ = ["McpServers", "McpTool", "open_mcp_servers"]
+__all__ = ["McpServers", "McpTool", "kernel_tools", "open_mcp_servers"]
 
 
 @attrs.frozen
@@ -85,6 +85,11 @@ def _kernel_tool(connection: ServerConnection, remote: str) -> McpTool:
     )
 
 
+def kernel_tools(connections: Sequence[ServerConnection]) -> list[Tool]:
+    """The tools every connection lists now, as kernel tools."""
+    return [_kernel_tool(c, remote) for c in connections for remote in c.tools]
+
+
 class McpServers:
     """Running MCP servers. ``tools`` is their tools as kernel tools; hand them to
     ``define_agent(tools=[*servers.tools, ...])``. Open with ``open_mcp_servers``."""
@@ -96,7 +101,7 @@ class McpServers:
     def tools(self) -> list[Tool]:
         """The tools every server lists now (a change notice updates this list; an agent
         built earlier keeps its tools, and calls to a removed one are refused)."""
-        return [_kernel_tool(c, remote) for c in self._connections for remote in c.tools]
+        return kernel_tools(self._connections)
 
     async def wait_for_listing(self) -> None:
         """Return when some server has listed its tools again (after a change notice or

@@ -13,6 +13,6 @@ and that instance traces the store's runs instead of the default one. See
 from __future__ import annotations
 
 from ._content import MASK, Redactor
-from ._tracing import INSTRUMENTATION, Tracing, default_tracing
+from ._tracing import INSTRUMENTATION, SpanEventSink, Tracing, default_tracing
 
-__all__ = ["INSTRUMENTATION", "MASK", "Redactor", "Tracing", "default_tracing"]
+__all__ = ["INSTRUMENTATION", "MASK", "Redactor", "SpanEventSink", "Tracing", "default_tracing"]

@@ -18,11 +18,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
-from harness_kernel import ModelRequest, RunResult, ToolCallPart, Usage, hookimpl
+from harness_kernel import LogSink, ModelRequest, RunResult, ToolCallPart, Usage, hookimpl
+from harness_kernel.hookspecs import Register
 
 from ._content import Redactor, render_messages, render_output, render_value
 
-__all__ = ["Tracing", "default_tracing"]
+__all__ = ["SpanEventSink", "Tracing", "default_tracing"]
 
 INSTRUMENTATION: Final = "harness_kernel_otel"
 
@@ -77,6 +78,10 @@ class Tracing:
             # this plugin (but before its first run) is the one used.
             self._tracer = trace.get_tracer(INSTRUMENTATION, tracer_provider=self._provider)
         return self._tracer
+
+    @hookimpl
+    def harness_kernel_log_sinks(self, register: Register) -> None:
+        register("otel", SpanEventSink)
 
     # -- runs ------------------------------------------------------------------
 
@@ -143,8 +148,7 @@ class Tracing:
         if _owners.get(run_id) is self:
             del _owners[run_id]
         span = spans.span
-        span.set_attribute("harness.run.status", result.status)
-        _set_usage(span, result.usage)
+        span.set_attributes({"harness.run.status": result.status, **_usage(result.usage)})
         error = result.error
         if result.status == "failed":
             code = error.code if error is not None else "failed"
@@ -214,15 +218,16 @@ class Tracing:
         if spans is None or spans.model is None:
             return
         span, spans.model = spans.model, None
-        span.set_attribute("gen_ai.response.model", request.model)
+        attributes: dict[str, Any] = {"gen_ai.response.model": request.model}
         if usage is not None:
-            _set_usage(span, usage)
+            attributes.update(_usage(usage))
         if finish_reason:
-            span.set_attribute("gen_ai.response.finish_reasons", [finish_reason])
+            attributes["gen_ai.response.finish_reasons"] = [finish_reason]
         if self.capture_content:
-            span.set_attribute(
-                "gen_ai.output.messages", render_output(text, tool_calls, finish_reason, self._redact, self._limit)
+            attributes["gen_ai.output.messages"] = render_output(
+                text, tool_calls, finish_reason, self._redact, self._limit
             )
+        span.set_attributes(attributes)  # one call: each takes the span's lock
         span.end()
 
     # -- tool calls ------------------------------------------------------------
@@ -266,15 +271,36 @@ class Tracing:
         span.end()
 
 
-def _set_usage(span: Span, usage: Usage) -> None:
-    span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
-    span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+def _usage(usage: Usage) -> dict[str, int]:
+    counts = {"gen_ai.usage.input_tokens": usage.input_tokens, "gen_ai.usage.output_tokens": usage.output_tokens}
     if usage.cache_read_tokens:
-        span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cache_read_tokens)
+        counts["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
     if usage.cache_write_tokens:
-        span.set_attribute("gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens)
+        counts["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
     if usage.reasoning_tokens:
-        span.set_attribute("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens)
+        counts["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+    return counts
+
+
+@final
+class SpanEventSink(LogSink):
+    """The ``otel`` log sink: each kernel log record of a traced run becomes an event on
+    that run's span (records arrive redacted; only scalar fields are kept). Add it with
+    ``logging={"sinks": ["otel", ...]}``."""
+
+    def write(self, record: Any) -> None:
+        run_id = record.get("run_id")
+        owner = _owners.get(run_id) if isinstance(run_id, str) else None
+        spans = owner._runs.get(run_id) if owner is not None and isinstance(run_id, str) else None
+        if spans is None:
+            return
+        attributes = {
+            f"harness.log.{key}": value
+            for key, value in record.items()
+            if key not in ("event", "run_id", "session_id", "timestamp")
+            and isinstance(value, str | bool | int | float)
+        }
+        spans.span.add_event(str(record.get("event", "log")), attributes=attributes)
 
 
 default_tracing = Tracing()
