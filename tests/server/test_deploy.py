@@ -149,6 +149,8 @@ def test_two_processes_share_one_storage(tmp_path: Path, request: pytest.Fixture
         assert done["status"] == "completed"
         assert done["run_id"] == parked["run_id"]
         assert done["text"] == "Done: refunded Q-1"
+        view = a.get(f"/v1/sessions/{other}").json()  # the first process sees what the second did
+        assert (view["status"], view["pending_approvals"]) == ("idle", [])
         events = a.get(f"/v1/sessions/{other}/runs/{parked['run_id']}/events").json()["items"]
         assert events[-1]["type"] == "run.finished"
         assert events[-1]["data"]["status"] == "completed"

@@ -44,13 +44,16 @@ class Service:
         """The session, loaded, if it exists and ``principal`` may see it; otherwise
         ``SessionNotFound``, the same for a missing session and another tenant's."""
         validate_session_id(session_id)
+        record = await self.store.storage.load(session_id)
         loaded = self.store.get(session_id)
-        labels: Mapping[str, str] | None
+        labels: Mapping[str, str] | None = record.labels if record is not None else None
         if loaded is not None:
             labels = loaded.labels
-        else:
-            record = await self.store.storage.load(session_id)
-            labels = record.labels if record is not None else None
+            if record is not None and record.last_seq > loaded.last_seq and not loaded.is_running:
+                # Another process moved the session on (it ran or continued a run):
+                # load it again, so reads show what it did. A parked run stays parked.
+                await self.store.close(session_id)
+                loaded = None
         if labels is None or not principal.may_see(labels):
             raise SessionNotFound(f"no session '{session_id}'")
         session = loaded or await self.store.get_or_create(session_id)
