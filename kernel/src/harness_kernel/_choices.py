@@ -15,6 +15,7 @@ its validated options are kept, never re-read from a raw table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -36,6 +37,7 @@ __all__ = [
     "PluginChoice",
     "PolicyChoice",
     "SinkChoice",
+    "missing_secrets",
     "resolve_choices",
 ]
 
@@ -116,6 +118,56 @@ class Choices:
             if isinstance(choice, PluginChoice | SinkChoice):
                 values += secret_option_values(choice.settings)
         return list(dict.fromkeys(values))
+
+    def missing_secrets(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """One ``"path: ..."`` line for each required secret (see ``missing_secrets``)
+        that no chosen plugin's options or ``environ`` (``os.environ``) supply."""
+        env = os.environ if environ is None else environ
+        chosen: list[tuple[str, Any]] = [(f"providers[{i}].options", p) for i, p in enumerate(self.providers)]
+        chosen += [("storage.options", self.storage), ("sandbox.options", self.sandbox)]
+        chosen += [(f"logging.sinks[{i}].options", s) for i, s in enumerate(self.logging.sinks)]
+        chosen.append(("error_policy.retry.model", self.error_policy.retry))
+        chosen += [(f"{key_path('tools', kit)}.options", c) for kit, c in self.tools.items()]
+        lines: list[str] = []
+        for path, choice in chosen:
+            if isinstance(choice, PluginChoice | SinkChoice):
+                lines += missing_secrets(choice.settings, path, env)
+        return lines
+
+
+def missing_secrets(settings: object, path: str, environ: Mapping[str, str]) -> list[str]:
+    """The required secrets an options instance lacks, each as ``"path.field: ..."``.
+
+    A field declares itself a required secret with ``metadata={"secret": True,
+    "required": True}``. ``"required"`` may instead be a function of the options
+    instance (a key needed for the vendor's own API only), and ``"env"`` names the
+    environment variable that supplies the value when the option is unset, or is a
+    function of the options returning that name (or ``None``). A secret is missing when
+    the field is empty and that variable is unset or empty.
+    """
+    cls = type(settings)
+    if not attrs.has(cls):
+        return []
+    lines = []
+    for field in attrs.fields(cls):
+        required = field.metadata.get("required", False)
+        if not field.metadata.get("secret") or not required:
+            continue
+        if callable(required) and not required(settings):
+            continue
+        if getattr(settings, field.name):
+            continue
+        variable = field.metadata.get("env")
+        if callable(variable):
+            variable = variable(settings)
+        if isinstance(variable, str) and variable:
+            if environ.get(variable):
+                continue
+            where = f"set it, or the environment variable {variable}"
+        else:
+            where = "set it"
+        lines.append(f"{path}.{field.name}: required secret not set ({where})")
+    return lines
 
 
 def namespace_of(spec: ProviderSpec) -> str:

@@ -167,6 +167,13 @@ class HarnessConfig:
             "grace_period": self.grace_period,
         }
 
+    def missing_secrets(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """The required secrets (API keys) neither the file nor the environment
+        (``environ``, else ``os.environ``) supplies, one ``"path: ..."`` line each.
+        ``load_config`` does not refuse them: a host may set the variable before it
+        opens the store; ``harness-kernel config check`` warns (``--strict``: fails)."""
+        return self.choices.missing_secrets(environ)
+
     def to_data(self, *, mask_secrets: bool = True) -> dict[str, Any]:
         """The resolved configuration as plain TOML-ready data, every default filled in.
 

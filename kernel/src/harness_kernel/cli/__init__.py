@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         actions, "check", "validate and print the resolved configuration (secrets masked)"
     )
     json_flag(check)
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 2) when a required secret, such as a provider's API key, is not set",
+    )
     reference = command(
         actions, "reference", "print the options of every installed plugin as Markdown"
     )

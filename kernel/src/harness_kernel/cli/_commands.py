@@ -429,11 +429,20 @@ def plugins(args: argparse.Namespace) -> int:
 
 def config_check(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
+    missing = loaded.missing_secrets()
+    if missing and args.strict:
+        raise ConfigFileError(args.config, missing)
     if args.json:
         print_json(loaded.to_data())
     else:
         sys.stdout.write(loaded.to_toml())
-    sys.stderr.write(f"{args.config}: configuration is valid\n")
+    for line in missing:
+        sys.stderr.write(f"warning: {line}\n")
+    if missing:
+        count = f"{len(missing)} warning{'s' if len(missing) > 1 else ''}"
+        sys.stderr.write(f"{args.config}: configuration is valid ({count}; --strict fails on them)\n")
+    else:
+        sys.stderr.write(f"{args.config}: configuration is valid\n")
     return EXIT_OK
 
 

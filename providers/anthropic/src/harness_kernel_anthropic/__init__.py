@@ -33,6 +33,21 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 
 
+
+def _key_needed(options: Any) -> bool:
+    # A compatible server at another base_url may need no key; one named by
+    # api_key_env is expected to be set.
+    return options.api_key_env is not None or options.base_url.rstrip("/") == DEFAULT_BASE_URL
+
+
+def _key_variable(options: Any) -> str:
+    return options.api_key_env or "ANTHROPIC_API_KEY"
+
+
+_API_KEY: Mapping[str, Any] = {"secret": True, "required": _key_needed, "env": _key_variable}
+"""The ``api_key`` field's metadata: a secret, required (from the option or the
+environment) for the vendor's own API; ``harness-kernel config check`` reports it missing."""
+
 @attrs.frozen
 class AnthropicOptions:
     """Options of the ``anthropic`` provider (all optional).
@@ -44,7 +59,7 @@ class AnthropicOptions:
     ``model_settings[<model>]`` to one; the agent's ``model_settings`` override both.
     """
 
-    api_key: str | None = attrs.field(default=None, repr=False, metadata={"secret": True})
+    api_key: str | None = attrs.field(default=None, repr=False, metadata=_API_KEY)
     base_url: str = attrs.field(default=DEFAULT_BASE_URL, validator=http_url)
     namespace: str = attrs.field(default="anthropic", validator=namespace_name)
     api_key_env: str | None = None

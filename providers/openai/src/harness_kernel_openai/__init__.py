@@ -44,6 +44,21 @@ __version__ = "0.1.0"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
+
+def _key_needed(options: Any) -> bool:
+    # A compatible server at another base_url may need no key; one named by
+    # api_key_env is expected to be set.
+    return options.api_key_env is not None or options.base_url.rstrip("/") == DEFAULT_BASE_URL
+
+
+def _key_variable(options: Any) -> str:
+    return options.api_key_env or "OPENAI_API_KEY"
+
+
+_API_KEY: Mapping[str, Any] = {"secret": True, "required": _key_needed, "env": _key_variable}
+"""The ``api_key`` field's metadata: a secret, required (from the option or the
+environment) for the vendor's own API; ``harness-kernel config check`` reports it missing."""
+
 @attrs.frozen
 class OpenAIOptions:
     """Options of the ``openai`` provider (all optional).
@@ -56,7 +71,7 @@ class OpenAIOptions:
     ``reasoning_effort``, ...); ``None`` removes a default.
     """
 
-    api_key: str | None = attrs.field(default=None, repr=False, metadata={"secret": True})
+    api_key: str | None = attrs.field(default=None, repr=False, metadata=_API_KEY)
     base_url: str = attrs.field(default=DEFAULT_BASE_URL, validator=http_url)
     namespace: str = attrs.field(default="openai", validator=namespace_name)
     api_key_env: str | None = None
@@ -117,7 +132,7 @@ class ResponsesOptions:
     ``parallel_tool_calls``, ...); ``None`` removes a default.
     """
 
-    api_key: str | None = attrs.field(default=None, repr=False, metadata={"secret": True})
+    api_key: str | None = attrs.field(default=None, repr=False, metadata=_API_KEY)
     base_url: str = attrs.field(default=DEFAULT_BASE_URL, validator=http_url)
     namespace: str = attrs.field(default="openai-responses", validator=namespace_name)
     api_key_env: str | None = None
