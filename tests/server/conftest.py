@@ -41,6 +41,8 @@ def digest(key: str) -> str:
 SERVER_TABLE = f"""
 [server]
 max_body_bytes = 4096
+access_log = true
+cors_origins = ["https://app.example"]
 rate_limit = 100000
 shutdown_timeout = 2.0
 
@@ -120,6 +122,7 @@ class Server:
         self.logs = ""
         self._reader: threading.Thread | None = None
         self._clients: list[httpx.Client] = []
+        self._logged = threading.Condition()
 
     def start(self) -> Server:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SHOP_SERVICE_KEY": KEYS["from_env"], **self.env}
@@ -146,7 +149,14 @@ class Server:
         assert self.process is not None
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.logs += line
+            with self._logged:
+                self.logs += line
+                self._logged.notify_all()
+
+    def wait_for_log(self, text: str) -> bool:
+        """Whether the server logs ``text`` (waiting for its log reader, bounded)."""
+        with self._logged:
+            return self._logged.wait_for(lambda: text in self.logs, timeout=TIMEOUT)
 
     def stop(self) -> int:
         """SIGTERM, as an orchestrator would; the exit code."""

@@ -3,6 +3,7 @@ missing and revoked keys; body limits; rate limits; keys never in the logs."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -159,11 +160,37 @@ def test_a_flood_from_one_key_is_limited_while_another_is_served(server: Server)
     assert all(alice.get("/v1/sessions").status_code == 200 for _ in range(12))
 
 
+def test_browsers_of_the_configured_origin_may_call(server: Server) -> None:
+    """CORS: a preflight from a listed origin is allowed (without a key), another is not."""
+    anonymous = server.client(None)
+    asked = {"access-control-request-method": "POST", "access-control-request-headers": "authorization"}
+    allowed = anonymous.options("/v1/sessions", headers={"origin": "https://app.example", **asked})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    refused = anonymous.options("/v1/sessions", headers={"origin": "https://evil.example", **asked})
+    assert refused.status_code == 400
+    answered = server.client().get("/v1/sessions", headers={"origin": "https://app.example"})
+    assert answered.headers["access-control-allow-origin"] == "https://app.example"
+
+
 def test_keys_never_appear_in_the_logs(server: Server) -> None:
-    """After every test above, nothing the server printed holds a key."""
+    """After every test above (the access log on), nothing the server printed holds a
+    key, though it logged the requests."""
     server.client("alice").get("/v1/sessions/nope")
+    assert server.wait_for_log('"GET /v1/sessions/nope 1.1" 404')
     for key in KEYS.values():
         assert key not in server.logs
+
+
+def test_a_taken_port_is_a_configuration_error(server: Server, tmp_path: Path) -> None:
+    """serve on the port another server holds exits 2 naming the address."""
+    port = server.url.rsplit(":", 1)[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "harness_kernel.cli", "serve", "--config", str(write_config(tmp_path)), "--port", port],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "SHOP_SERVICE_KEY": "k"},
+    )
+    assert done.returncode == 2
+    assert f"server: cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
 def test_without_keys_the_service_stays_on_loopback(tmp_path: Path) -> None:

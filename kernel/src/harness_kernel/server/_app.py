@@ -136,10 +136,29 @@ def serve(config_path: str, *, host: str | None = None, port: int | None = None)
     hypercorn = HypercornConfig()
     hypercorn.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     hypercorn.graceful_timeout = settings.shutdown_timeout
-    hypercorn.accesslog = None
+    # The access log names the client, the method and path (no query), the status, the
+    # size and the time; no header is logged, and keys travel only in headers.
+    hypercorn.accesslog = "-" if settings.access_log else None
+    hypercorn.access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
     app = create_app(config, settings)
-    trio.run(_run, app, hypercorn)
+    try:
+        trio.run(_run, app, hypercorn)
+    except (OSError, ExceptionGroup) as exc:
+        bind_error = _os_error(exc)  # the address is taken, or not ours to bind
+        if bind_error is None:
+            raise
+        raise ConfigError(
+            f"server: cannot listen on {host}:{port}: {bind_error.strerror or bind_error}"
+        ) from None
     return 0
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _os_error(exc.exceptions[0])
+    return None
 
 
 async def _run(app: Starlette, hypercorn: HypercornConfig) -> None:

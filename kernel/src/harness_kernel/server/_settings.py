@@ -17,6 +17,7 @@ everywhere else in the file.
     rate_limit = 600             # requests per minute and key (429 above it)
     shutdown_timeout = 5.0       # seconds open requests get when the server stops
     cors_origins = []            # origins allowed to call the API from a browser
+    access_log = false           # one line per request on stderr (never a header)
 
     [[server.keys]]
     principal = "alice"
@@ -79,6 +80,7 @@ class ServerSettings:
     shutdown_timeout: float = 5.0
     cors_origins: tuple[str, ...] = ()
     keys: tuple[ApiKey, ...] = ()
+    access_log: bool = False
 
 
 _FIELDS: dict[str, tuple[type | tuple[type, ...], Any]] = {
@@ -88,6 +90,7 @@ _FIELDS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "rate_limit": (int, 600),
     "shutdown_timeout": ((int, float), 5.0),
     "cors_origins": (list, []),
+    "access_log": (bool, False),
     "keys": (list, []),
 }
 _KEY_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -202,6 +205,7 @@ def read_server_settings(
         shutdown_timeout=float(values.get("shutdown_timeout", 5.0)),
         cors_origins=tuple(origins),
         keys=tuple(keys),
+        access_log=values.get("access_log", False),
     )
 
 
