@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from harness_kernel_mcp import StdioServer, open_mcp_servers
-from harness_kernel_otel import Tracing
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
@@ -35,6 +33,8 @@ from harness_kernel import (
     tool,
 )
 from harness_kernel.testing import Reply, ScriptedProvider, ToolCall
+from harness_kernel_mcp import StdioServer, open_mcp_servers
+from harness_kernel_otel import Tracing
 
 ROUNDS = 5
 TURNS = 100

@@ -38,7 +38,6 @@ NOTICES = 200
 
 async def backends(turn: list[str], dsn: str, workdir: Path) -> None:
     from harness_kernel_postgres import PostgresOptions, build
-
     from harness_kernel_sqlite import SqliteStorage
 
     rows = {}

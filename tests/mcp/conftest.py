@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness_kernel_mcp import HttpServer, StdioServer
 
 from harness_kernel import ModelRequest, ToolResultPart
 from harness_kernel.testing import Reply, ToolCall
+from harness_kernel_mcp import HttpServer, StdioServer
 
 HERE = Path(__file__).parent
 

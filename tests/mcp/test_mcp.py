@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from harness_kernel_mcp import HttpServer, McpServerOptions, McpServers, Restart, open_mcp_servers
 
 from harness_kernel import SessionStore, create_session_store, define_agent
 from harness_kernel.errors import ConfigError
 from harness_kernel.testing import ScriptedProvider
+from harness_kernel_mcp import HttpServer, McpServerOptions, McpServers, Restart, open_mcp_servers
 
 from .conftest import ask, caller, malformed_server, stdio_server
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import trio
-from harness_kernel_otel import MASK, Tracing
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -26,6 +25,7 @@ from harness_kernel import (
 )
 from harness_kernel.errors import ProviderUnavailable
 from harness_kernel.testing import Reply, ScriptedProvider, ToolCall
+from harness_kernel_otel import MASK, Tracing
 
 SECRET = "hunter2-very-secret"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
 from harness_kernel_postgres import PostgresOptions, build
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness_kernel_postgres import PostgresOptions, build
-
 from harness_kernel.testing import check_storage, run_storage_state_machine
+from harness_kernel_postgres import PostgresOptions, build
 
 
 async def test_postgres_storage_passes_check_storage(pg_options: dict[str, Any]) -> None:

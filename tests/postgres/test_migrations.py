@@ -8,12 +8,12 @@ from typing import Any
 import psycopg
 import pytest
 import trio
-from harness_kernel_postgres import SCHEMA_VERSION, PostgresOptions, build, migrate, schema_version
 
 from harness_kernel import Event, SessionRecord
 from harness_kernel.codec import encode_event, encode_record
 from harness_kernel.contracts import SessionFilter
 from harness_kernel.errors import StorageError
+from harness_kernel_postgres import SCHEMA_VERSION, PostgresOptions, build, migrate, schema_version
 from tests.storage_common.events import message_text, user_message
 
 

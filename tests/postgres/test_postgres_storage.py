@@ -7,11 +7,11 @@ import attrs
 import psycopg
 import pytest
 import trio
-from harness_kernel_postgres import PostgresOptions, PostgresStorage, build
 
 from harness_kernel import Event, PluginRegistry, SessionRecord
 from harness_kernel.contracts import SessionFilter
 from harness_kernel.errors import Conflict, StorageError
+from harness_kernel_postgres import PostgresOptions, PostgresStorage, build
 from tests.postgres.cluster import Cluster
 from tests.storage_common.events import user_message
 

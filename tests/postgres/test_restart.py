@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from harness_kernel_postgres import PostgresOptions, build
 
 from harness_kernel import ModelRequest, ToolResultPart, create_session_store, define_agent, tool
 from harness_kernel.testing import Reply, ScriptedProvider, ToolCall
+from harness_kernel_postgres import PostgresOptions, build
 from tests.postgres.cluster import Cluster
 
 started = trio.Event()

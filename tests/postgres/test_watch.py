@@ -6,10 +6,10 @@ from typing import Any
 
 import psycopg
 import trio
-from harness_kernel_postgres import PostgresOptions, build
-from harness_kernel_postgres._watch import WATCH_APPLICATION
 
 from harness_kernel import Event, SessionRecord
+from harness_kernel_postgres import PostgresOptions, build
+from harness_kernel_postgres._watch import WATCH_APPLICATION
 from tests.postgres.cluster import Cluster
 from tests.storage_common.events import message_text, user_message
 
