@@ -159,3 +159,33 @@ def test_two_processes_share_one_storage(tmp_path: Path, request: pytest.Fixture
     finally:
         one.kill()
         two.kill()
+
+
+def test_a_run_one_process_drives_is_followed_on_the_other(tmp_path: Path) -> None:
+    """A client that loses the process driving its run reconnects to another one: it
+    gets the rest of the run's events from the shared storage, none twice."""
+    database = tmp_path / "shared.db"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = Server(write_config(tmp_path / "a", db=database)).start()
+    two = Server(write_config(tmp_path / "b", db=database)).start()
+    try:
+        a, b = one.client(), two.client()
+        session_id = a.post("/v1/sessions", json={}).json()["id"]
+        with a.stream("POST", f"/v1/sessions/{session_id}/messages", json={"text": "ticks 8"}, headers=SSE) as response:
+            run_id = response.headers["harness-run-id"]
+            first = []
+            for item in sse_events(response):
+                if item["id"] is not None:
+                    first.append(item)
+                    if len(first) == 2:
+                        break
+        url = f"/v1/sessions/{session_id}/runs/{run_id}/events"
+        with b.stream("GET", url, headers={**SSE, "last-event-id": first[-1]["id"]}) as response:
+            rest = [i for i in sse_events(response) if i["id"] is not None]
+        stored = a.get(url).json()["items"]
+        assert [int(i["id"]) for i in first + rest] == [e["seq"] for e in stored]
+        assert rest[-1]["event"] == "run.finished"
+    finally:
+        one.kill()
+        two.kill()

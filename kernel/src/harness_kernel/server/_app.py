@@ -90,7 +90,8 @@ def create_app(config: HarnessConfig, settings: ServerSettings | None = None) ->
                 service.state = "stopping"
                 service.runs.stop_all()
 
-    middleware = [Middleware(Guard, settings=settings)]
+    open_paths = frozenset(endpoint.path for endpoint in ENDPOINTS if endpoint.open)
+    middleware = [Middleware(Guard, settings=settings, open_paths=open_paths)]
     if settings.cors_origins:
         middleware.insert(
             0,

@@ -1,7 +1,7 @@
 """Who is calling: API keys to principals and tenants, rate limits and body limits.
 
 ``Guard`` is the ASGI layer in front of every route but the open ones (health,
-readiness, the OpenAPI document). It takes the key from ``Authorization: Bearer <key>``
+readiness, the OpenAPI document: the endpoints marked ``open``). It takes the key from ``Authorization: Bearer <key>``
 or ``X-API-Key``, compares only hashes, never logs a key, and puts the ``Principal`` in
 the request scope. A key is known by the first characters of its hash
 (``Principal.key_id``), which is what logs and rate-limit buckets use.
@@ -19,11 +19,10 @@ import attrs
 from ._problems import Problem, problem_response
 from ._settings import ApiKey, ServerSettings
 
-__all__ = ["OPEN_PATHS", "PRINCIPAL", "Guard", "Principal", "RateLimiter"]
+__all__ = ["PRINCIPAL", "Guard", "Principal", "RateLimiter"]
 
 PRINCIPAL: Final = "harness.principal"
 """The scope key holding the caller's ``Principal``."""
-OPEN_PATHS: Final = frozenset({"/healthz", "/readyz", "/v1/openapi.json"})
 TENANT_LABEL: Final = "tenant_id"
 PRINCIPAL_LABEL: Final = "principal"
 
@@ -83,14 +82,19 @@ class RateLimiter:
 class Guard:
     """Authenticate, rate-limit and bound the body of every request but the open ones."""
 
-    def __init__(self, app: App, settings: ServerSettings) -> None:
+    def __init__(self, app: App, settings: ServerSettings, open_paths: frozenset[str]) -> None:
         self.app = app
         self.settings = settings
+        self.open_paths = open_paths
         self.keys: dict[str, ApiKey] = {key.digest: key for key in settings.keys}
         self.limiter = RateLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.open_paths
+            or scope["method"] == "OPTIONS"
+        ):
             await self.app(scope, receive, send)
             return
         try:

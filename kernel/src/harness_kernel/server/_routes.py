@@ -260,7 +260,7 @@ async def run_events(call: Call) -> Response:
     service = call.service
 
     async def produce(write: Callable[[bytes], Awaitable[None]]) -> None:
-        await follow_run(service.store, service.runs, session, run_id, after, write)
+        await follow_run(service.store, service.runs, session, run_id, after, write, call.session)
 
     return EventStream(produce)
 

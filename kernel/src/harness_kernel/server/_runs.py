@@ -162,8 +162,12 @@ async def follow_run(
     run_id: str,
     after: int,
     send: Callable[[bytes], Awaitable[None]],
+    reopen: Callable[[], Awaitable[Session]],
 ) -> None:
-    """Send the run's events after seq ``after``, then follow it until it finishes."""
+    """Send the run's events after seq ``after``, then follow it until it finishes.
+
+    ``reopen`` loads the session again when the one followed was unloaded meanwhile
+    (another request reloaded it, say)."""
     sent = _Sent(after)
 
     async def durable(event: Event) -> None:
@@ -191,10 +195,13 @@ async def follow_run(
                 incoming.send_nowait(item if isinstance(item, Event) else (position, item))
 
         async def from_storage() -> None:
+            followed = session
             while True:
                 await trio.sleep(POLL_INTERVAL)
                 try:
-                    for event in await session.run_events(run_id):
+                    if followed.closed:
+                        followed = await reopen()
+                    for event in await followed.run_events(run_id):
                         incoming.send_nowait(event)
                 except Exception as exc:  # the next poll tries again
                     log.debug("run_poll_failed", run_id=run_id, error=type(exc).__name__)
