@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Final
 
 import trio
@@ -23,6 +25,7 @@ from ._log import LeaseHeld, SessionLog
 from ._records import AbortRequested, InputQueued, Lease, Message, RunResult, RunStatus
 from ._runtime import Runtime
 from ._step import ActiveRun
+from .contracts import WatchNotice
 from .errors import HarnessError, OwnerTimeout, SessionReplaced
 
 __all__ = ["Ownership"]
@@ -59,31 +62,65 @@ class Ownership:
             return False
         return True
 
+    @asynccontextmanager
+    async def notices(self) -> AsyncIterator[trio.MemoryReceiveChannel[WatchNotice] | None]:
+        """The storage's notices of this session's appends, where it offers them
+        (``capabilities.watch``); ``None`` otherwise, and the caller polls."""
+        storage = self._rt.storage
+        async with AsyncExitStack() as stack:
+            channel: trio.MemoryReceiveChannel[WatchNotice] | None = None
+            if storage.capabilities.watch:
+                try:
+                    watch = storage.watch(
+                        [self._log.id], after_seq={self._log.id: self._log.last_seq}
+                    )
+                    channel = await stack.enter_async_context(watch)
+                except (NotImplementedError, HarnessError) as exc:
+                    self._log.log.warning("watch_unavailable", error=str(exc) or type(exc).__name__)
+            yield channel
+
+    async def pause(self, notices: trio.MemoryReceiveChannel[WatchNotice] | None) -> None:
+        """Until the next poll, or sooner when the storage announces an append this
+        store has not folded yet (its own appends are announced too, and skipped)."""
+        with trio.move_on_after(self._rt.poll_interval):
+            if notices is None:
+                await trio.sleep_forever()
+            while True:
+                notice = await notices.receive()
+                if notice.last_seq == 0 or notice.last_seq > self._log.last_seq:
+                    return
+
     async def watch(self, run: ActiveRun, scope: trio.CancelScope) -> None:
         """While ``run`` lives: fold what others append, renew the lease, honour aborts."""
-        rt, log = self._rt, self._log
         with scope:
-            renew_at = trio.current_time() + rt.lease_ttl / 3
-            while True:
-                await trio.sleep(rt.poll_interval)
-                try:
-                    await log.sync()
-                    if trio.current_time() >= renew_at:
-                        await log.save_record(lease=self._mine(), snapshot=False)
-                        renew_at = trio.current_time() + rt.lease_ttl / 3
-                except LeaseHeld as exc:
-                    log.log.error("lease_lost", run_id=run.id, owner=exc.lease.owner)
-                    run.scope.cancel()
-                    return
-                except SessionReplaced:
-                    run.scope.cancel()
-                    return
-                except HarnessError as exc:
-                    log.log.warning("lease_watch_failed", run_id=run.id, error=str(exc))
-                    continue
-                if run.id in log.fold.abort_requests:
-                    run.scope.cancel()
-                    return
+            async with self.notices() as notices:
+                await self._watch(run, notices)
+
+    async def _watch(
+        self, run: ActiveRun, notices: trio.MemoryReceiveChannel[WatchNotice] | None
+    ) -> None:
+        rt, log = self._rt, self._log
+        renew_at = trio.current_time() + rt.lease_ttl / 3
+        while True:
+            await self.pause(notices)
+            try:
+                await log.sync()
+                if trio.current_time() >= renew_at:
+                    await log.save_record(lease=self._mine(), snapshot=False)
+                    renew_at = trio.current_time() + rt.lease_ttl / 3
+            except LeaseHeld as exc:
+                log.log.error("lease_lost", run_id=run.id, owner=exc.lease.owner)
+                run.scope.cancel()
+                return
+            except SessionReplaced:
+                run.scope.cancel()
+                return
+            except HarnessError as exc:
+                log.log.warning("lease_watch_failed", run_id=run.id, error=str(exc))
+                continue
+            if run.id in log.fold.abort_requests:
+                run.scope.cancel()
+                return
 
     async def follow(self, run: ActiveRun, message: Message | None) -> RunStatus | None:
         """``run`` belongs to another store: hand it over and follow the log.
@@ -104,22 +141,23 @@ class Ownership:
         target = None if message is not None else log.fold.open_run
         owner = self.other_owner()
         with trio.move_on_after(rt.owner_timeout):
-            while True:
-                info = self._run_of(message.id if message is not None else None, target)
-                if info is not None and (
-                    info.finished_at is not None
-                    or (log.fold.open_run == info.run_id and log.fold.parked)
-                ):
-                    run.remote = True
-                    run.id = info.run_id
-                    run.result = await self._result(info)
-                    status: RunStatus = run.result.status
-                    return status
-                if self.other_owner() is None:
-                    return None
-                owner = self.other_owner() or owner
-                await trio.sleep(rt.poll_interval)
-                await log.sync()
+            async with self.notices() as notices:
+                while True:
+                    info = self._run_of(message.id if message is not None else None, target)
+                    if info is not None and (
+                        info.finished_at is not None
+                        or (log.fold.open_run == info.run_id and log.fold.parked)
+                    ):
+                        run.remote = True
+                        run.id = info.run_id
+                        run.result = await self._result(info)
+                        status: RunStatus = run.result.status
+                        return status
+                    if self.other_owner() is None:
+                        return None
+                    owner = self.other_owner() or owner
+                    await self.pause(notices)
+                    await log.sync()
         raise OwnerTimeout(_timeout_message(log.id, owner, rt.owner_timeout))
 
     def _run_of(self, message_id: str | None, run_id: str | None) -> RunInfo | None:
@@ -162,14 +200,15 @@ class Ownership:
             return None
         await log.append(None, AbortRequested(target, rt.owner))
         with trio.move_on_after(rt.owner_timeout):
-            while True:
-                info = log.fold.runs.get(target)
-                if info is not None and info.finished_at is not None:
-                    return True
-                if self.other_owner() is None:
-                    return None
-                await trio.sleep(rt.poll_interval)
-                await log.sync()
+            async with self.notices() as notices:
+                while True:
+                    info = log.fold.runs.get(target)
+                    if info is not None and info.finished_at is not None:
+                        return True
+                    if self.other_owner() is None:
+                        return None
+                    await self.pause(notices)
+                    await log.sync()
         raise OwnerTimeout(_timeout_message(log.id, owner, rt.owner_timeout))
 
 
