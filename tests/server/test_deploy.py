@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import secrets
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,10 +35,16 @@ def test_shutdown_aborts_running_runs_and_keeps_parked_ones(tmp_path: Path) -> N
             "POST", f"/v1/sessions/{busy}/messages", json={"text": "slow", "model": "shop/words"}, headers=SSE
         ) as response:
             seen: list[dict[str, Any]] = []
-            for item in sse_events(response):
+            items = sse_events(response)
+            for item in items:
                 seen.append(item)
                 if sum(1 for i in seen if i["event"] == "text.delta") >= 3:
                     break
+            first.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            # The stream ends with the aborted run's result, not with a cut connection.
+            rest = list(items)
+            assert rest[-1]["event"] == "result"
+            assert rest[-1]["data"]["status"] == "aborted"
             assert first.stop() == 0
     finally:
         first.kill()

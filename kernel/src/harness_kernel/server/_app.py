@@ -84,11 +84,11 @@ def create_app(config: HarnessConfig, settings: ServerSettings | None = None) ->
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_store_from_config(config) as store, trio.open_nursery() as nursery:
             service = Service(store, Runs(nursery), settings, document)
+            app.state.service = service  # for serve's signal handler
             try:
                 yield {"service": service}
             finally:
-                service.state = "stopping"
-                service.runs.stop_all()
+                service.stop()
 
     open_paths = frozenset(endpoint.path for endpoint in ENDPOINTS if endpoint.open)
     middleware = [Middleware(Guard, settings=settings, open_paths=open_paths)]
@@ -170,6 +170,12 @@ async def _run(app: Starlette, hypercorn: HypercornConfig) -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
                 async for _ in received:
                     sys.stderr.write("harness-kernel: stopping\n")
+                    # Not ready any more, and the runs this process drives end now
+                    # (aborted, partial output recorded), so their streams close
+                    # instead of holding the shutdown up until shutdown_timeout.
+                    service: Service | None = getattr(app.state, "service", None)
+                    if service is not None:
+                        service.stop()
                     stop.set()
 
         async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:

@@ -204,6 +204,8 @@ async def delete_session(call: Call) -> Response:
 async def send_message(call: Call) -> Response:
     body: SendBody = call.body
     session = await call.session()
+    if call.service.state != "ok":
+        raise Problem(503, "server.stopping", "the service is stopping; send to another process")
     feed = await call.service.runs.start(session, body.text, body.model)
     if call.wants_events():
 

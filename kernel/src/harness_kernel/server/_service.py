@@ -40,6 +40,11 @@ class Service:
         self.openapi = openapi
         self.state = "ok"
 
+    def stop(self) -> None:
+        """Stop taking work: readiness fails, the runs this process drives are aborted."""
+        self.state = "stopping"
+        self.runs.stop_all()
+
     async def session_for(self, principal: Principal, session_id: str) -> Session:
         """The session, loaded, if it exists and ``principal`` may see it; otherwise
         ``SessionNotFound``, the same for a missing session and another tenant's."""
