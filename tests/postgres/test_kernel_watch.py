@@ -43,3 +43,22 @@ async def test_an_owner_is_woken_by_a_notice_not_by_its_poll(pg_options: dict[st
         [result] = results
     assert result.status == "aborted"
     assert not any(r["event"] == "watch_unavailable" for r in sink.records)
+
+
+async def test_a_subscriber_sees_events_another_host_appended(pg_options: dict[str, Any]) -> None:
+    """Store A has the session loaded and idle; store B runs a turn in it. A's
+    subscribers receive B's durable events, in order, without A doing anything."""
+    async with store(pg_options) as a, store(pg_options) as b:
+        await a.create("seen")
+        async with a.subscribe() as events:
+            result = await b.send("seen", "hello from b")
+            assert result.status == "completed"
+            seqs: list[int] = []
+            with trio.fail_after(30):
+                async for item in events:
+                    if item.kind == "event" and item.session_id == "seen":
+                        seqs.append(item.event.seq)
+                        if item.event.type == "run.finished":
+                            break
+        assert seqs == list(range(seqs[0], seqs[-1] + 1))
+        assert a.get("seen").last_seq == seqs[-1]

@@ -27,7 +27,14 @@ from ._runtime import Hub, Loaded, Runtime, StoreEvent, validate_labels, validat
 from ._session import ApprovalHandle, RunStream, Session
 from .codec import converter
 from .contracts import LogSink, ModelProvider, Page, Sandbox, SessionFilter, SessionStorage
-from .errors import ConfigError, InvalidArgument, SessionExists, StoreClosed
+from .errors import (
+    ConfigError,
+    HarnessError,
+    InvalidArgument,
+    SessionExists,
+    SessionReplaced,
+    StoreClosed,
+)
 
 __all__ = ["SessionStore", "create_session_store"]
 
@@ -316,6 +323,30 @@ class SessionStore:
                     pass
 
 
+async def _follow_other_hosts(runtime: Runtime) -> None:
+    """Where the storage announces appends: a loaded session that another host moved on
+    catches up at once, so subscribers and display state see that host's events."""
+    hub = runtime.hub
+    try:
+        async with runtime.storage.watch(None) as notices:
+            async for notice in notices:
+                entry = hub.sessions.get(notice.session_id)
+                if entry is None or entry.runner.active is not None:
+                    continue  # not loaded, or its own run's watcher reads it
+                if notice.last_seq and notice.last_seq <= entry.runner.log.last_seq:
+                    continue  # this store's own append
+                try:
+                    await entry.runner.log.sync()
+                except SessionReplaced:
+                    await entry.runner.unload("replaced")
+                except HarnessError as exc:
+                    runtime.log.warning(
+                        "watch_catch_up_failed", session_id=notice.session_id, error=str(exc)
+                    )
+    except (NotImplementedError, HarnessError) as exc:
+        runtime.log.warning("watch_unavailable", error=str(exc) or type(exc).__name__)
+
+
 # -- construction ---------------------------------------------------------------------
 
 
@@ -424,6 +455,8 @@ async def create_session_store(
                 storage=type(parts.storage).__name__,
                 providers=sorted(parts.providers),
             )
+            if parts.storage.capabilities.watch:
+                nursery.start_soon(_follow_other_hosts, runtime)
             try:
                 yield store
             finally:
