@@ -19,6 +19,7 @@ TOUR = re.compile(r"<!-- tests/server: curl tour -->\n```sh\n(.*?)^```", re.DOTA
 def test_the_curl_tour_runs_against_the_quickstart(tmp_path: Path) -> None:
     """Every command of the tour succeeds (curl -f fails on any 4xx or 5xx)."""
     [script] = TOUR.findall(PAGE.read_text(encoding="utf-8"))
+    assert shutil.which("curl"), "the tour needs curl (Debian package curl)"
     folder = tmp_path / "quickstart"
     shutil.copytree(ROOT / "examples" / "quickstart", folder, ignore=shutil.ignore_patterns(".harness"))
     config = folder / "harness.toml"
