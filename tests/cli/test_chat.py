@@ -178,3 +178,21 @@ def test_chat_asks_first_about_approvals_left_by_an_earlier_process(terminal: tu
     assert term.wait() == 0
     runs = [json.loads(line) for line in run_cli("runs", "s3", "--json", config=config).stdout.splitlines()]
     assert [r["status"] for r in runs] == ["completed"]
+
+
+def test_ctrl_c_is_shown_once_not_echoed_twice(terminal: tuple[Path, list[Terminal]]) -> None:
+    """The terminal does not echo its own ``^C`` on top of the chat's: aborting a run
+    shows ``^C aborting the run``, leaving shows ``^C``, each once, never ``^C^C``."""
+    config, opened = terminal
+    term = open_chat(config, opened, "s4")
+    term.expect("you> ")
+    term.type(b"slow\n")
+    term.expect("tester> thinking")
+    term.type(CTRL_C)
+    aborted = term.expect("you> ")
+    assert "^C aborting the run" in aborted
+    assert aborted.count("^C") == 1
+    term.type(CTRL_C)
+    left = term.expect("^C") + term.expect("\n")
+    assert left.count("^C") == 1, left
+    assert term.wait() == 0

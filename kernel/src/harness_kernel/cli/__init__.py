@@ -7,6 +7,7 @@ session not found, a storage error); 2 a usage or configuration error; 130 inter
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import trio
 from ..config import DEFAULT_CONFIG, ConfigFileError
 from ..errors import ConfigError, HarnessError, InvalidSessionId
 from ._commands import COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandFailed
+from ._output import LogOnce
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -202,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.debug = getattr(args, "debug", False)
     args.labels = dict(getattr(args, "label_list", []))
     key = f"{args.command} {args.action}" if getattr(args, "action", None) else args.command
+    warnings = LogOnce()
+    logging.getLogger("harness_kernel").addHandler(warnings)
     try:
         return _run(key, args)
     except KeyboardInterrupt:
@@ -229,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"internal error: {type(exc).__name__}: {exc}\n(run with --debug for the traceback)\n"
         )
         return EXIT_FAILED
+    finally:
+        logging.getLogger("harness_kernel").removeHandler(warnings)
 
 
 def _run(key: str, args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, Literal, TextIO
 
@@ -24,7 +25,14 @@ from ._output import EventPrinter, short
 
 __all__ = ["Chat", "LineReader"]
 
-HELP = "Type a message. Ctrl-C aborts a run; Ctrl-C again (or Ctrl-D, /exit) leaves."
+BANNER = "Type a message, or /help. Ctrl-C aborts a run; Ctrl-C again (or Ctrl-D, /exit) leaves."
+HELP = """\
+  /help          this list
+  /exit, /quit   leave the chat (so does Ctrl-D at the prompt)
+  Ctrl-C         abort the running answer, or the approval being asked; with
+                 nothing running (or pressed again while aborting), leave
+  an approval question takes y (yes), n (no, the model is told) or a (always:
+  approve this tool for the rest of the session)"""
 _ANSWERS = {
     "y": "yes",
     "yes": "yes",
@@ -140,6 +148,11 @@ class Chat:
         reader = LineReader(fd)
         # Piped input is not echoed by a terminal: echo it, so a transcript reads well.
         self._echo = not os.isatty(fd)
+        with _own_ctrl_c_echo(fd):
+            await self._run(reader)
+        return 0
+
+    async def _run(self, reader: LineReader) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reader.pump)
             with trio.open_signal_receiver(signal.SIGINT) as signals:
@@ -148,7 +161,6 @@ class Chat:
                     await self._welcome()
                     await self._loop(reader)
             nursery.cancel_scope.cancel()
-        return 0
 
     async def _welcome(self) -> None:
         s = self.session
@@ -160,7 +172,7 @@ class Chat:
                 if message.role in ("user", "assistant") and message.text:
                     who = "you" if message.role == "user" else self.store.agent.name
                     self.say(f"{who}> {short(message.text, 200)}")
-        self.say(HELP)
+        self.say(BANNER)
         waiting = len(s.pending_approvals)
         if waiting:
             plural = "s" if waiting > 1 else ""
@@ -233,6 +245,29 @@ class Chat:
             return await self.session.approve(handle.approval_id, remember=remember)
 
         return await follow(self.store, self.session.id, self.printer, act)
+
+
+@contextmanager
+def _own_ctrl_c_echo(fd: int) -> Iterator[None]:
+    """A terminal echoes Ctrl-C as ``^C`` itself (ECHOCTL), and the chat says ``^C ...``
+    too: turn the terminal's echo of control characters off while the chat runs."""
+    try:
+        import termios
+    except ImportError:  # Windows: no termios, no ECHOCTL
+        yield
+        return
+    try:
+        saved = termios.tcgetattr(fd)
+    except (termios.error, OSError):  # not a terminal
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHOCTL
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 async def follow(

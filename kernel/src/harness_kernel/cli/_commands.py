@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shlex
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterable
@@ -70,7 +71,8 @@ async def send(args: argparse.Namespace) -> int:
             print_json(result_json(outcome))
             return status_code(outcome)
         session = await store.get_or_create(args.session, **args.labels)
-        printer = EventPrinter(store.agent.name, sys.stdout, sys.stderr, prefix=False)
+        # The run's outcome is reported once, by _report, after the stream.
+        printer = EventPrinter(store.agent.name, sys.stdout, sys.stderr, prefix=False, outcome=False)
         with trio.CancelScope() as scope, trio.open_signal_receiver(signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
 
@@ -88,21 +90,27 @@ async def send(args: argparse.Namespace) -> int:
         if scope.cancelled_caught or result is None:
             sys.stderr.write("interrupted: the run was aborted\n")
             return EXIT_FAILED
-        _report(result, session, sys.stderr)
+        _report(result, session, args, sys.stderr)
         return status_code(result)
 
 
-def _report(result: RunResult, session: Session, notes: TextIO) -> None:
+def _report(result: RunResult, session: Session, args: argparse.Namespace, notes: TextIO) -> None:
     if result.status == "waiting_approval":
+        # The hint names the configuration by its absolute path, so that it works
+        # pasted as it is, from any directory.
+        config = shlex.quote(str(args.loaded.path))
         for handle in session.pending_approvals:
+            ids = f"{shlex.quote(session.id)} {shlex.quote(handle.approval_id)}"
             notes.write(
                 f"waiting for approval {handle.approval_id}: {handle.tool} {short(dict(handle.arguments), 120)}\n"
-                f"  approve: harness-kernel approvals approve {session.id} {handle.approval_id}\n"
+                f"  approve: harness-kernel --config {config} approvals approve {ids}\n"
             )
     elif result.status == "suspended":
         notes.write("the run is suspended, waiting for a tool's input\n")
     elif result.status == "failed" and result.error is not None:
         notes.write(f"run failed: {result.error.message} ({result.error.code})\n")
+    elif result.status == "aborted":
+        notes.write("run aborted\n")
 
 
 # -- sessions -----------------------------------------------------------------------
@@ -366,7 +374,8 @@ async def approvals_resolve(args: argparse.Namespace) -> int:
             raise CommandFailed(
                 f"no pending approval '{args.approval}' in session '{args.session}'"
             )
-        printer = EventPrinter(store.agent.name, sys.stdout, sys.stderr, prefix=False)
+        # The run's outcome is reported once, by _report, after the stream.
+        printer = EventPrinter(store.agent.name, sys.stdout, sys.stderr, prefix=False, outcome=False)
 
         async def act() -> RunResult | None:
             if args.action == "approve":
@@ -381,7 +390,7 @@ async def approvals_resolve(args: argparse.Namespace) -> int:
             if result is None:
                 sys.stderr.write("recorded; other approvals of this run are still pending\n")
             else:
-                _report(result, session, sys.stderr)
+                _report(result, session, args, sys.stderr)
     return status_code(result)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from .._records import (
 )
 from ..codec import encode_run_result
 
-__all__ = ["EventPrinter", "clock", "print_json", "table", "short"]
+__all__ = ["EventPrinter", "LogOnce", "clock", "print_json", "table", "short"]
 
 
 def clock(ts: float | None) -> str:
@@ -66,14 +67,18 @@ class EventPrinter:
     ``notes`` (the same stream in the chat, stderr for ``send``).
 
     Feed it every item of a ``RunStream`` (or the durable events of a store
-    subscription, for a run continued after an approval).
+    subscription, for a run continued after an approval). With ``outcome=False`` a
+    failed or aborted run is not noted: the caller reports the result itself.
     """
 
-    def __init__(self, agent: str, out: TextIO, notes: TextIO, *, prefix: bool = True) -> None:
+    def __init__(
+        self, agent: str, out: TextIO, notes: TextIO, *, prefix: bool = True, outcome: bool = True
+    ) -> None:
         self.agent = agent
         self.out = out
         self.notes = notes
         self.prefix = prefix
+        self.outcome = outcome
         self._in_text = False
         self._streamed = False
         self._shown = ""
@@ -150,10 +155,30 @@ class EventPrinter:
             self.note(f"[{verdict}]{remembered}")
         elif isinstance(payload, RunFinished):
             self._end_text()
+            if not self.outcome:
+                return
             if payload.status == "failed" and payload.error is not None:
                 self.note(f"[run failed] {payload.error.message} ({payload.error.code})")
             elif payload.status == "aborted":
                 self.note("[run aborted]")
+
+
+class LogOnce(logging.Handler):
+    """The kernel's warnings on stderr, each distinct one once per command.
+
+    A command may load the plugins twice (the configuration is checked, then the store
+    is opened from it); a plugin that fails to register is still one problem to report.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        if text not in self._seen:
+            self._seen.add(text)
+            sys.stderr.write(text + "\n")
 
 
 def describe_labels(labels: Mapping[str, str]) -> str:
