@@ -163,6 +163,9 @@ def test_two_processes_share_one_storage(tmp_path: Path, request: pytest.Fixture
         assert events[-1]["data"]["status"] == "completed"
         # The bob key of one process is the bob key of the other: tenancy holds across them.
         assert two.client("bob").get(f"/v1/sessions/{session_id}").status_code == 404
+        # Deleted on one, gone on the other (which had it loaded).
+        assert b.delete(f"/v1/sessions/{session_id}").status_code == 204
+        assert a.get(f"/v1/sessions/{session_id}").status_code == 404
     finally:
         one.kill()
         two.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -49,18 +49,15 @@ class Service:
         """The session, loaded, if it exists and ``principal`` may see it; otherwise
         ``SessionNotFound``, the same for a missing session and another tenant's."""
         validate_session_id(session_id)
-        record = await self.store.storage.load(session_id)
-        loaded = self.store.get(session_id)
-        labels: Mapping[str, str] | None = record.labels if record is not None else None
-        if loaded is not None:
-            labels = loaded.labels
-            if record is not None and record.last_seq > loaded.last_seq and not loaded.is_running:
-                # Another process moved the session on (it ran or continued a run):
-                # load it again, so reads show what it did. A parked run stays parked.
-                await self.store.close(session_id)
-                loaded = None
-        if labels is None or not principal.may_see(labels):
+        record = await self.store.storage.load(session_id)  # deleted by any process: gone
+        if record is None or not principal.may_see(record.labels):
             raise SessionNotFound(f"no session '{session_id}'")
+        loaded = self.store.get(session_id)
+        if loaded is not None and record.last_seq > loaded.last_seq and not loaded.is_running:
+            # Another process moved the session on (it ran or continued a run): load it
+            # again, so reads show what it did. A parked run stays parked.
+            await self.store.close(session_id)
+            loaded = None
         session = loaded or await self.store.get_or_create(session_id)
         if not principal.may_see(session.labels):  # replaced in between
             raise SessionNotFound(f"no session '{session_id}'")
