@@ -14,7 +14,7 @@ import pytest
 
 from harness_kernel.errors import ConfigError
 
-from .conftest import KEYS, Server, write_config
+from .conftest import KEYS, Server, sse_events, write_config
 
 OWNERS = ("alice", "carol", "bob")
 """Who creates a session: alice and carol are tenant acme (carol is also scoped to her
@@ -158,6 +158,24 @@ def test_a_flood_from_one_key_is_limited_while_another_is_served(server: Server)
     assert limited.json()["code"] == "server.rate_limited"
     assert int(limited.headers["retry-after"]) >= 1
     assert all(alice.get("/v1/sessions").status_code == 200 for _ in range(12))
+
+
+@pytest.mark.parametrize("who", ["bob", "admin"])
+def test_the_store_event_stream_is_scoped_too(server: Server, who: str) -> None:
+    """bob's stream never shows the events of acme's sessions; the admin's shows both."""
+    alice, bob = server.client("alice"), server.client("bob")
+    theirs = alice.post("/v1/sessions", json={}).json()["id"]
+    mine = bob.post("/v1/sessions", json={}).json()["id"]
+    with server.client(who).stream("GET", "/v1/events", headers={"accept": "text/event-stream"}) as response:
+        alice.post(f"/v1/sessions/{theirs}/messages", json={"text": "secret"})
+        bob.post(f"/v1/sessions/{mine}/messages", json={"text": "mine"})
+        sessions = set()
+        for item in sse_events(response):
+            sessions.add(item["data"]["session_id"])
+            if item["data"]["session_id"] == mine and item["data"].get("event", {}).get("type") == "run.finished":
+                break
+    assert mine in sessions
+    assert (theirs in sessions) is (who == "admin")
 
 
 def test_browsers_of_the_configured_origin_may_call(server: Server) -> None:

@@ -147,15 +147,14 @@ async def store_events(service: Service, principal: Principal, write: Write) -> 
     async with service.store.subscribe() as subscription:
         await write(b": subscribed\n\n")
         async for item in subscription:
-            if item.session_id is None:
-                if not principal.admin:
-                    continue
-            else:
+            if item.session_id is not None and not principal.admin:
                 loaded = service.store.get(item.session_id)
-                if loaded is not None:
+                if loaded is not None:  # a deleted session is judged as it was last seen
                     seen[item.session_id] = principal.may_see(loaded.labels)
                 if not seen.get(item.session_id, False):
                     continue
+            elif item.session_id is None and not principal.admin:
+                continue  # store-wide (session.cleared): for admins only
             data: dict[str, Any] = {"kind": item.kind, "session_id": item.session_id}
             if item.event is not None:
                 data["event"] = event_data(item.event)
