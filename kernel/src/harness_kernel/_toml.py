@@ -1,7 +1,8 @@
 """The text side of a config file: ``${VAR}`` interpolation and rendering data as TOML.
 
 Both are pure string work, shared by ``load_config`` (interpolation), ``HarnessConfig``
-(``to_toml``) and the CLI's options reference.
+(``to_toml``) and the CLI's options reference. ``DEFAULT_CONFIG`` lives here too: the
+console script needs the file's name before it imports anything heavy.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from ._tables import key_path
 from .errors import HarnessError
 
-__all__ = ["interpolate", "interpolate_tree", "render_toml", "toml_value"]
+__all__ = ["DEFAULT_CONFIG", "interpolate", "interpolate_tree", "render_toml", "toml_value"]
+
+DEFAULT_CONFIG: Final = "harness.toml"
+"""The file ``load_config`` and the CLI read when given none."""
 
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

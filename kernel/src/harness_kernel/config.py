@@ -50,7 +50,7 @@ from ._plugins import PluginRegistry
 from ._policy import ErrorPolicy
 from ._secrets import MASK, mask_tree
 from ._tables import Shape, check_table, key_path, split_unknown, typo_targets
-from ._toml import interpolate, interpolate_tree, render_toml
+from ._toml import DEFAULT_CONFIG, interpolate, interpolate_tree, render_toml
 from .codec import converter
 from .errors import ConfigError, ConfigFileError, PluginError
 
@@ -67,7 +67,6 @@ __all__ = [
     "render_toml",
 ]
 
-DEFAULT_CONFIG: Final = "harness.toml"
 _CONFIG_DIR: Final = "CONFIG_DIR"
 
 

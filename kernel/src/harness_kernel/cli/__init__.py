@@ -2,6 +2,9 @@
 
 Exit codes: 0 success; 1 a run failed or was aborted, or an operation failed (a
 session not found, a storage error); 2 a usage or configuration error; 130 interrupted.
+
+Only light modules are imported here: trio, the store and the commands are imported
+once the arguments are parsed, so ``--help`` and usage errors answer at once.
 """
 
 from __future__ import annotations
@@ -13,12 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import trio
-
-from ..config import DEFAULT_CONFIG, ConfigFileError
-from ..errors import ConfigError, HarnessError, InvalidSessionId
-from ._commands import COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandFailed
-from ._output import LogOnce
+from .._toml import DEFAULT_CONFIG
+from ..errors import ConfigError, ConfigFileError, HarnessError, InvalidSessionId
+from ._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandFailed
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -204,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.debug = getattr(args, "debug", False)
     args.labels = dict(getattr(args, "label_list", []))
     key = f"{args.command} {args.action}" if getattr(args, "action", None) else args.command
+    from ._output import LogOnce
+
     warnings = LogOnce()
     logging.getLogger("harness_kernel").addHandler(warnings)
     try:
@@ -238,12 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(key: str, args: argparse.Namespace) -> int:
-    from ..config import load_config
-
     if key == "serve":  # the server extra is imported only for this command
         from ..server import serve
 
         return serve(args.config, host=args.host, port=args.port)
+    import trio
+
+    from ..config import load_config
+    from ._commands import COMMANDS
+
     if key in ("plugins", "config check", "config reference"):
         code: int = COMMANDS[key](args)
         return code

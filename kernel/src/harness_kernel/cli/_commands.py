@@ -23,19 +23,13 @@ from .._store import SessionStore
 from ..codec import converter, decode_event, decode_record, encode_event, encode_record
 from ..config import ConfigFileError, HarnessConfig, load_config, open_store_from_config
 from ..errors import HarnessError, SessionExists
+from ._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandFailed
 from ._output import EventPrinter, clock, describe_labels, print_json, result_json, short, table
 
-__all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE"]
+__all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CommandFailed"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 EXPORT_FORMAT = "harness-kernel-session"
 EXPORT_VERSION = 1
-
-
-class CommandFailed(Exception):
-    """An operation could not be done; the message is for the user (exit code 1)."""
 
 
 @asynccontextmanager
