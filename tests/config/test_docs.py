@@ -93,7 +93,7 @@ def test_every_command_has_a_section_in_the_cli_reference() -> None:
     headings = set(re.findall(r"^### `harness-kernel ([^`]+)`", text, flags=re.M))
     parser = build_parser()
     commands = _commands(parser)
-    assert len(commands) == 14
+    assert len(commands) == 15
     for command in commands:
         assert any(h == command or h.startswith(command + " ") for h in headings), command
     for option in _options(parser):
