@@ -120,7 +120,8 @@ def choose(cls: type, scratch: Path) -> tuple[dict[str, Any], set[str]]:
     for field in fields:  # required fields first: every other check needs them
         if field.default is attrs.NOTHING:
             base[field.name] = next(
-                (c for c in candidates(hints[field.name], field.name, scratch) if _accepts(cls, {**base, field.name: c})),
+                (c for c in candidates(hints[field.name], field.name, scratch)
+                 if _accepts(cls, {**base, field.name: c}, missing_ok=True)),
                 None,
             )
             assert base[field.name] is not None, f"{cls.__name__}.{field.name}: no accepted value"
@@ -142,10 +143,16 @@ def choose(cls: type, scratch: Path) -> tuple[dict[str, Any], set[str]]:
     return values, changed
 
 
-def _accepts(cls: type, data: dict[str, Any]) -> bool:
+def _accepts(cls: type, data: dict[str, Any], *, missing_ok: bool = False) -> bool:
+    """Whether ``cls`` takes ``data``; with ``missing_ok``, also when the only problem is
+    a required field not chosen yet (a required field is checked before the next one)."""
     try:
         structure_strictly(data, cls)
-    except (ValidationFailed, Exception):
+    except ValidationFailed as failed:
+        return missing_ok and all(
+            line.endswith(": required field missing") and line.partition(":")[0] not in data for line in failed.errors
+        )
+    except Exception:
         return False
     return True
 
