@@ -206,8 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = f"{args.command} {args.action}" if getattr(args, "action", None) else args.command
     from ._output import LogOnce
 
+    # A long-running service reports each occurrence itself; the other commands print
+    # a start-up warning once, though they load the plugins twice.
+    kernel_log = logging.getLogger("harness_kernel")
     warnings = LogOnce()
-    logging.getLogger("harness_kernel").addHandler(warnings)
+    if key != "serve":
+        kernel_log.addHandler(warnings)
     try:
         return _run(key, args)
     except KeyboardInterrupt:
@@ -236,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_FAILED
     finally:
-        logging.getLogger("harness_kernel").removeHandler(warnings)
+        kernel_log.removeHandler(warnings)
 
 
 def _run(key: str, args: argparse.Namespace) -> int:
