@@ -313,6 +313,7 @@ _TOP: dict[str, Shape] = {
     "logging": Mapping,
     "error_policy": Mapping,
     "tools": Mapping,
+    "server": Mapping,  # read and validated by harness_kernel.server (`harness-kernel serve`)
 }
 
 
