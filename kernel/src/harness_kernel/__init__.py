@@ -8,58 +8,62 @@ conformance kit and the scripted provider).
 
 from __future__ import annotations
 
-from ._agent import (
-    Agent,
-    ContextProvider,
-    InstructionsContext,
-    Mode,
-    context_provider,
-    define_agent,
-)
-from ._display import DisplayState, DisplayStateChanged
-from ._memory import MemoryLogSink, MemoryStorage
-from ._plugins import PluginInfo, PluginRegistry
-from ._policy import ErrorPolicy, RetrySettings
-from ._records import (
-    MAX_INLINE_BYTES,
-    ErrorInfo,
-    Event,
-    FilePart,
-    ImagePart,
-    Message,
-    ReasoningPart,
-    RunResult,
-    RunSummary,
-    SessionRecord,
-    TextPart,
-    ToolCallPart,
-    ToolResultPart,
-    Usage,
-)
-from ._runtime import StoreEvent, validate_session_id
-from ._session import ApprovalHandle, RunStream, Session, SuspensionHandle
-from ._store import SessionStore, create_session_store
-from ._tools import Tool, ToolContext, ask_user, tool
-from .config import HarnessConfig, load_config, open_store_from_config
-from .contracts import (
-    ExecResult,
-    Finish,
-    LogSink,
-    ModelProvider,
-    ModelRequest,
-    ReasoningDelta,
-    ReasoningEnd,
-    RetryPolicy,
-    Sandbox,
-    SandboxSession,
-    SessionStorage,
-    TextDelta,
-    ToolCallDelta,
-    ToolCallEnd,
-    ToolCallStart,
-)
-from .errors import ConfigFileError, HarnessError
-from .hookspecs import hookimpl
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._agent import (
+        Agent,
+        ContextProvider,
+        InstructionsContext,
+        Mode,
+        context_provider,
+        define_agent,
+    )
+    from ._display import DisplayState, DisplayStateChanged
+    from ._memory import MemoryLogSink, MemoryStorage
+    from ._plugins import PluginInfo, PluginRegistry
+    from ._policy import ErrorPolicy, RetrySettings
+    from ._records import (
+        MAX_INLINE_BYTES,
+        ErrorInfo,
+        Event,
+        FilePart,
+        ImagePart,
+        Message,
+        ReasoningPart,
+        RunResult,
+        RunSummary,
+        SessionRecord,
+        TextPart,
+        ToolCallPart,
+        ToolResultPart,
+        Usage,
+    )
+    from ._runtime import StoreEvent, validate_session_id
+    from ._session import ApprovalHandle, RunStream, Session, SuspensionHandle
+    from ._store import SessionStore, create_session_store
+    from ._tools import Tool, ToolContext, ask_user, tool
+    from .config import HarnessConfig, load_config, open_store_from_config
+    from .contracts import (
+        ExecResult,
+        Finish,
+        LogSink,
+        ModelProvider,
+        ModelRequest,
+        ReasoningDelta,
+        ReasoningEnd,
+        RetryPolicy,
+        Sandbox,
+        SandboxSession,
+        SessionStorage,
+        TextDelta,
+        ToolCallDelta,
+        ToolCallEnd,
+        ToolCallStart,
+    )
+    from .errors import ConfigFileError, HarnessError
+    from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
@@ -126,3 +130,82 @@ __all__ = [
     "tool",
     "validate_session_id",
 ]
+
+# Each public name is imported from its module on first use, so that a program using
+# one corner of the kernel (the CLI's --help) does not pay for all of it.
+_MODULE_OF: dict[str, str] = {
+    "Agent": "._agent",
+    "ApprovalHandle": "._session",
+    "ConfigFileError": ".errors",
+    "ContextProvider": "._agent",
+    "DisplayState": "._display",
+    "DisplayStateChanged": "._display",
+    "ErrorInfo": "._records",
+    "ErrorPolicy": "._policy",
+    "Event": "._records",
+    "ExecResult": ".contracts",
+    "FilePart": "._records",
+    "Finish": ".contracts",
+    "HarnessConfig": ".config",
+    "HarnessError": ".errors",
+    "ImagePart": "._records",
+    "InstructionsContext": "._agent",
+    "LogSink": ".contracts",
+    "MAX_INLINE_BYTES": "._records",
+    "MemoryLogSink": "._memory",
+    "MemoryStorage": "._memory",
+    "Message": "._records",
+    "Mode": "._agent",
+    "ModelProvider": ".contracts",
+    "ModelRequest": ".contracts",
+    "PluginInfo": "._plugins",
+    "PluginRegistry": "._plugins",
+    "ReasoningDelta": ".contracts",
+    "ReasoningEnd": ".contracts",
+    "ReasoningPart": "._records",
+    "RetryPolicy": ".contracts",
+    "RetrySettings": "._policy",
+    "RunResult": "._records",
+    "RunStream": "._session",
+    "RunSummary": "._records",
+    "Sandbox": ".contracts",
+    "SandboxSession": ".contracts",
+    "Session": "._session",
+    "SessionRecord": "._records",
+    "SessionStorage": ".contracts",
+    "SessionStore": "._store",
+    "StoreEvent": "._runtime",
+    "SuspensionHandle": "._session",
+    "TextDelta": ".contracts",
+    "TextPart": "._records",
+    "Tool": "._tools",
+    "ToolCallDelta": ".contracts",
+    "ToolCallEnd": ".contracts",
+    "ToolCallPart": "._records",
+    "ToolCallStart": ".contracts",
+    "ToolContext": "._tools",
+    "ToolResultPart": "._records",
+    "Usage": "._records",
+    "ask_user": "._tools",
+    "context_provider": "._agent",
+    "create_session_store": "._store",
+    "define_agent": "._agent",
+    "hookimpl": ".hookspecs",
+    "load_config": ".config",
+    "open_store_from_config": ".config",
+    "tool": "._tools",
+    "validate_session_id": "._runtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

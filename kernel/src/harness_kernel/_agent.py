@@ -11,7 +11,14 @@ import attrs
 from ._tools import ApprovalPolicy, Tool
 from .errors import ConfigError
 
-__all__ = ["Agent", "ContextProvider", "InstructionsContext", "Mode", "context_provider", "define_agent"]
+__all__ = [
+    "Agent",
+    "ContextProvider",
+    "InstructionsContext",
+    "Mode",
+    "context_provider",
+    "define_agent",
+]
 
 DEFAULT_MODE = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -118,7 +125,9 @@ def define_agent(
         raise ConfigError("max_steps must be at least 1")
     for item in tools:
         if not isinstance(item, Tool | str):
-            raise ConfigError(f"agent '{name}': tools must be @tool objects or kit names, got {item!r}")
+            raise ConfigError(
+                f"agent '{name}': tools must be @tool objects or kit names, got {item!r}"
+            )
     seen: set[str] = set()
     for item in tools:
         if isinstance(item, Tool):
@@ -127,8 +136,14 @@ def define_agent(
             seen.add(item.name)
     mode_list = tuple(modes) or (Mode(DEFAULT_MODE),)
     for mode in mode_list:
-        if mode.approval is not None and not callable(mode.approval) and mode.approval not in ("auto", "ask", "deny"):
-            raise ConfigError(f"mode '{mode.name}': approval must be 'auto', 'ask', 'deny', a callable or None")
+        if (
+            mode.approval is not None
+            and not callable(mode.approval)
+            and mode.approval not in ("auto", "ask", "deny")
+        ):
+            raise ConfigError(
+                f"mode '{mode.name}': approval must be 'auto', 'ask', 'deny', a callable or None"
+            )
     names = [m.name for m in mode_list]
     if len(set(names)) != len(names):
         raise ConfigError(f"agent '{name}': mode names must be unique")
@@ -138,7 +153,9 @@ def define_agent(
         try:
             state()
         except TypeError as exc:
-            raise ConfigError(f"agent '{name}': every field of the state class needs a default") from exc
+            raise ConfigError(
+                f"agent '{name}': every field of the state class needs a default"
+            ) from exc
     return Agent(
         name=name,
         instructions=instructions,

@@ -83,7 +83,9 @@ def harness_kernel_providers(register: Register) -> None:
 
 @hookimpl(trylast=True)
 def harness_kernel_log_sinks(register: Register) -> None:
-    register("memory", lambda o: MemoryLogSink(max_records=o.max_records), options=MemoryLogSinkOptions)
+    register(
+        "memory", lambda o: MemoryLogSink(max_records=o.max_records), options=MemoryLogSinkOptions
+    )
 
 
 @hookimpl(trylast=True)

@@ -28,7 +28,7 @@ from ._records import (
 )
 from ._runtime import Runtime
 from ._step import IN_DOUBT, SUSPENSION_CANCELLED, ActiveRun, Step, unresolved_calls
-from .errors import HarnessError
+from .errors import HarnessError, PluginError
 
 __all__ = ["RunEnd"]
 
@@ -50,7 +50,7 @@ class RunEnd:
         log = self.log
         info: ErrorInfo | None = None
         if error is not None:
-            info = await self.step.classify(error)
+            info = await self.classify(error)
             log.log.error(
                 "run_failed" if status == "failed" else "run_aborted",
                 run_id=run.id,
@@ -203,4 +203,26 @@ class RunEnd:
             usage=info.usage if info is not None else run.usage,
             error=error,
             duration_ms=(time.perf_counter() - run.started) * 1000,
+        )
+
+    async def classify(self, error: BaseException) -> ErrorInfo:
+        """The ErrorInfo users see: a classify_error hook's, else the sanitized one; known
+        secret values are masked either way (a provider may put its key in a message)."""
+        rt = self._rt
+        info: ErrorInfo | None = None
+        if rt.hooks.has("classify_error"):
+            try:
+                custom, _ = await rt.hooks.first(
+                    "classify_error", error=error, session_id=self.log.id
+                )
+            except PluginError as exc:
+                self.log.log.error("hook_failed", hook="classify_error", error=str(exc))
+                custom = None
+            if isinstance(custom, ErrorInfo):
+                info = custom
+        if info is None:
+            info = sanitize(error, rt.policy)
+        scrub = rt.redactor.scrub
+        return attrs.evolve(
+            info, message=scrub(info.message), stack=scrub(info.stack) if info.stack else None
         )

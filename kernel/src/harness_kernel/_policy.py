@@ -51,5 +51,7 @@ def sanitize(error: BaseException, policy: ErrorPolicy) -> ErrorInfo:
     if isinstance(error, HarnessError):
         retryable = isinstance(error, ProviderError) and error.retryable
         return ErrorInfo(error.code, str(error) or error.code, retryable, stack)
-    message = f"{type(error).__name__}: {error}" if policy.expose_internal_errors else "internal error"
+    message = (
+        f"{type(error).__name__}: {error}" if policy.expose_internal_errors else "internal error"
+    )
     return ErrorInfo("internal", message, False, stack)

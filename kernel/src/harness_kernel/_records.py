@@ -62,7 +62,9 @@ Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 RunStatus: TypeAlias = Literal["completed", "failed", "aborted", "waiting_approval", "suspended"]
 ToolOutcome: TypeAlias = Literal["ok", "error", "invalid_arguments", "denied", "in_doubt"]
 SessionStatus: TypeAlias = Literal["idle", "running", "waiting_approval", "suspended"]
-RunState: TypeAlias = Literal["running", "completed", "failed", "aborted", "waiting_approval", "suspended"]
+RunState: TypeAlias = Literal[
+    "running", "completed", "failed", "aborted", "waiting_approval", "suspended"
+]
 """A ``RunStatus``, or ``running`` while the run works."""
 InputKind: TypeAlias = Literal["follow_up", "steer"]
 Remember: TypeAlias = Literal["tool", "category"]
@@ -170,7 +172,9 @@ def _one_source(instance: ImagePart | FilePart, _: Any, __: Any) -> None:
     kind = type(instance).__name__
     given = [name for name in ("data", "url", "ref") if getattr(instance, name) is not None]
     if len(given) != 1:
-        raise ValueError(f"{kind} takes exactly one of data, url or ref (got {', '.join(given) or 'none'})")
+        raise ValueError(
+            f"{kind} takes exactly one of data, url or ref (got {', '.join(given) or 'none'})"
+        )
     if instance.data is not None:
         if not isinstance(instance.data, bytes):
             raise ValueError(f"{kind}.data must be bytes, not {type(instance.data).__name__}")

@@ -68,7 +68,9 @@ class ScriptedProvider(ModelProvider):
     broken streams). It may raise any ``ProviderError`` to script a failure.
     """
 
-    def __init__(self, handlers: Mapping[str, Handler] | None = None, *, name: str = "scripted") -> None:
+    def __init__(
+        self, handlers: Mapping[str, Handler] | None = None, *, name: str = "scripted"
+    ) -> None:
         self.name = name
         self.handlers: dict[str, Handler] = {"echo": echo, **(handlers or {})}
 
@@ -80,7 +82,9 @@ class ScriptedProvider(ModelProvider):
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         handler = self.handlers.get(request.model)
         if handler is None:
-            raise BadRequest(f"scripted model '{request.model}' has no handler (known: {', '.join(self.models())})")
+            raise BadRequest(
+                f"scripted model '{request.model}' has no handler (known: {', '.join(self.models())})"
+            )
         reply = handler(request)
         if isinstance(reply, AsyncIterable):
             events = aiter(reply)
@@ -96,12 +100,16 @@ class ScriptedProvider(ModelProvider):
         if inspect.isawaitable(reply):
             reply = await reply
         if not isinstance(reply, Reply):
-            raise TypeError(f"scripted handler for '{request.model}' returned {type(reply).__name__}, not Reply")
+            raise TypeError(
+                f"scripted handler for '{request.model}' returned {type(reply).__name__}, not Reply"
+            )
         for chunk in _chunks(reply.text):
             yield TextDelta(chunk)
         for call in reply.tool_calls:
             call_id = call.call_id or new_id("call")
-            arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+            arguments = (
+                call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+            )
             yield ToolCallStart(call_id, call.name)
             middle = len(arguments) // 2
             for fragment in (arguments[:middle], arguments[middle:]):
@@ -111,6 +119,8 @@ class ScriptedProvider(ModelProvider):
         # A rough estimate from the newest message only: summing the whole history would
         # make every call cost O(history), and scripted usage is illustrative anyway.
         newest = len(request.messages[-1].text) if request.messages else 0
-        estimate = Usage(input_tokens=max(1, newest // 4), output_tokens=max(1, len(reply.text) // 4))
+        estimate = Usage(
+            input_tokens=max(1, newest // 4), output_tokens=max(1, len(reply.text) // 4)
+        )
         yield reply.usage or estimate
         yield Finish(reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop"))

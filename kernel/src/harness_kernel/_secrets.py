@@ -225,7 +225,9 @@ class SecretValues:
 
     __slots__ = ("_credentials", "_short", "names", "ordered", "values")
 
-    def __init__(self, values: Iterable[str] = (), *, names: re.Pattern[str] = SENSITIVE_NAME) -> None:
+    def __init__(
+        self, values: Iterable[str] = (), *, names: re.Pattern[str] = SENSITIVE_NAME
+    ) -> None:
         kept = {v for v in values if isinstance(v, str) and v.strip()}
         self.values: tuple[str, ...] = tuple(sorted(kept))
         """Every value kept (non-empty strings that are not only whitespace)."""
@@ -234,10 +236,14 @@ class SecretValues:
             sorted((v for v in kept if len(v) >= MIN_SUBSTRING_LENGTH), key=lambda v: (-len(v), v))
         )
         """The values masked wherever they occur, longest first."""
-        short = sorted((v for v in kept if len(v) < MIN_SUBSTRING_LENGTH), key=lambda v: (-len(v), v))
+        short = sorted(
+            (v for v in kept if len(v) < MIN_SUBSTRING_LENGTH), key=lambda v: (-len(v), v)
+        )
         self._short = re.compile("|".join(_whole_word(v) for v in short)) if short else None
         self.names = names
-        self._credentials = _DEFAULT_CREDENTIALS if names is SENSITIVE_NAME else _credential_patterns(names)
+        self._credentials = (
+            _DEFAULT_CREDENTIALS if names is SENSITIVE_NAME else _credential_patterns(names)
+        )
 
     def mask(self, text: str) -> str:
         """``text`` with its credentials and every one of the values replaced by ``MASK``."""

@@ -23,7 +23,6 @@ from ._logging import shape
 from ._policy import sanitize
 from ._records import (
     ApprovalRequested,
-    ErrorInfo,
     EventPayload,
     Message,
     MessageAdded,
@@ -109,7 +108,12 @@ def unresolved_calls(messages: Sequence[Message]) -> list[ToolCallPart]:
             calls = message.tool_calls
             if not calls:
                 return []
-            answered = {p.call_id for m in messages[index + 1 :] for p in m.parts if isinstance(p, ToolResultPart)}
+            answered = {
+                p.call_id
+                for m in messages[index + 1 :]
+                for p in m.parts
+                if isinstance(p, ToolResultPart)
+            }
             return [c for c in calls if c.call_id not in answered]
         if message.role == "user":
             return []
@@ -156,9 +160,20 @@ class _Assembly:
             if self._thinking is None and self._unended:  # its end came after the text began
                 text, summary = self.reasoning.pop().text, self._summary
             else:
-                text, summary = "".join(self._thinking or ()), self._summary if self._thinking is not None else False
+                text, summary = (
+                    "".join(self._thinking or ()),
+                    self._summary if self._thinking is not None else False,
+                )
             self.reasoning.append(
-                ReasoningPart(text, summary, event.signature, event.encrypted, event.redacted, event.id, event.source)
+                ReasoningPart(
+                    text,
+                    summary,
+                    event.signature,
+                    event.encrypted,
+                    event.redacted,
+                    event.id,
+                    event.source,
+                )
             )
             self._thinking, self._unended = None, False
             return
@@ -183,7 +198,9 @@ class _Assembly:
 class Step:
     """Model calls and tool calls of one session's runs."""
 
-    def __init__(self, runtime: Runtime, log: SessionLog, workspace: Callable[[], Awaitable[SandboxSession]]) -> None:
+    def __init__(
+        self, runtime: Runtime, log: SessionLog, workspace: Callable[[], Awaitable[SandboxSession]]
+    ) -> None:
         self._rt = runtime
         self._log = log
         self._workspace = workspace
@@ -191,7 +208,12 @@ class Step:
     # -- the model call --------------------------------------------------------------
 
     async def request(
-        self, run_id: str, model: str, *, messages: tuple[Message, ...] | None = None, tools: bool = True
+        self,
+        run_id: str,
+        model: str,
+        *,
+        messages: tuple[Message, ...] | None = None,
+        tools: bool = True,
     ) -> ModelRequest:
         """The request for a model step (or, with ``messages`` and no tools, a side question)."""
         rt, log = self._rt, self._log
@@ -199,9 +221,19 @@ class Step:
         mode_name = log.fold.mode
         mode = agent.mode(mode_name)
         ictx = InstructionsContext(
-            log.id, run_id, mode_name, model, log.state_value(agent.state), log.record.labels, rt.resources
+            log.id,
+            run_id,
+            mode_name,
+            model,
+            log.state_value(agent.state),
+            log.record.labels,
+            rt.resources,
         )
-        instructions = mode.instructions if mode is not None and mode.instructions is not None else agent.instructions
+        instructions = (
+            mode.instructions
+            if mode is not None and mode.instructions is not None
+            else agent.instructions
+        )
         text = await _maybe_await(instructions(ictx)) if callable(instructions) else instructions
         sections = [text] if text else []
         for provider in agent.context_providers:
@@ -209,9 +241,13 @@ class Step:
                 rendered = await _maybe_await(provider.render(ictx))
             except Exception as exc:
                 if provider.required or rt.policy.context_failure == "fail":
-                    raise ContextProviderFailed(f"context provider '{provider.name}' failed") from exc
+                    raise ContextProviderFailed(
+                        f"context provider '{provider.name}' failed"
+                    ) from exc
                 log.log.warning(
-                    "context_provider_skipped", run_id=run_id, provider=provider.name,
+                    "context_provider_skipped",
+                    run_id=run_id,
+                    provider=provider.name,
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 continue
@@ -234,7 +270,9 @@ class Step:
         rt, log = self._rt, self._log
         request = await self.request(run.id, run.model)
         if rt.hooks.has("before_model_call"):
-            request = await rt.hooks.chain("before_model_call", "request", request, session_id=log.id, run_id=run.id)
+            request = await rt.hooks.chain(
+                "before_model_call", "request", request, session_id=log.id, run_id=run.id
+            )
         provider, _ = rt.resolve_model(run.model)
         attempt = 1
         while True:
@@ -244,14 +282,23 @@ class Step:
                 async with _aclosing(provider.stream(request)) as events:
                     async for event in events:
                         assembly.feed(event)
-                        if isinstance(event, TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | ToolCallEnd):
+                        if isinstance(
+                            event,
+                            TextDelta
+                            | ReasoningDelta
+                            | ToolCallStart
+                            | ToolCallDelta
+                            | ToolCallEnd,
+                        ):
                             await log.delta(event)
                 break
             except ProviderError as exc:
                 delay = None if assembly.visible else rt.retry.next_delay(exc, attempt)
                 if delay is None:
                     raise
-                log.log.warning("model_call_retry", run_id=run.id, attempt=attempt, delay=delay, error=exc.code)
+                log.log.warning(
+                    "model_call_retry", run_id=run.id, attempt=attempt, delay=delay, error=exc.code
+                )
                 await trio.sleep(delay)
                 attempt += 1
 
@@ -283,9 +330,15 @@ class Step:
         await log.append(run.id, *payloads)
         if rt.hooks.has("after_model_call"):
             await rt.hooks.notify(
-                "after_model_call", log.disabled_hooks, session_id=log.id, run_id=run.id,
-                request=request, text=text, tool_calls=list(assistant.tool_calls),
-                usage=assembly.usage, finish_reason=assembly.finish,
+                "after_model_call",
+                log.disabled_hooks,
+                session_id=log.id,
+                run_id=run.id,
+                request=request,
+                text=text,
+                tool_calls=list(assistant.tool_calls),
+                usage=assembly.usage,
+                finish_reason=assembly.finish,
             )
         return assistant
 
@@ -296,34 +349,23 @@ class Step:
         # Cut an unfinished tool round off the snapshot: models refuse calls without results.
         for index in range(len(history) - 1, -1, -1):
             if history[index].role == "assistant" and history[index].tool_calls:
-                answered = {p.call_id for m in history[index + 1 :] for p in m.parts if isinstance(p, ToolResultPart)}
+                answered = {
+                    p.call_id
+                    for m in history[index + 1 :]
+                    for p in m.parts
+                    if isinstance(p, ToolResultPart)
+                }
                 if any(c.call_id not in answered for c in history[index].tool_calls):
                     history = history[:index]
                 break
-        request = await self.request("", model, messages=(*history, Message.user(question)), tools=False)
+        request = await self.request(
+            "", model, messages=(*history, Message.user(question)), tools=False
+        )
         assembly = _Assembly()
         async with _aclosing(provider.stream(request)) as events:
             async for event in events:
                 assembly.feed(event)
         return "".join(assembly.text)
-
-    async def classify(self, error: BaseException) -> ErrorInfo:
-        """The ErrorInfo users see: a classify_error hook's, else the sanitized one; known
-        secret values are masked either way (a provider may put its key in a message)."""
-        rt = self._rt
-        info: ErrorInfo | None = None
-        if rt.hooks.has("classify_error"):
-            try:
-                custom, _ = await rt.hooks.first("classify_error", error=error, session_id=self._log.id)
-            except PluginError as exc:
-                self._log.log.error("hook_failed", hook="classify_error", error=str(exc))
-                custom = None
-            if isinstance(custom, ErrorInfo):
-                info = custom
-        if info is None:
-            info = sanitize(error, rt.policy)
-        scrub = rt.redactor.scrub
-        return attrs.evolve(info, message=scrub(info.message), stack=scrub(info.stack) if info.stack else None)
 
     # -- tool calls ------------------------------------------------------------------
 
@@ -332,14 +374,18 @@ class Step:
         agent, fold = self._rt.agent, self._log.fold
         if tool.name in agent.deny or (tool.category and f"category:{tool.category}" in agent.deny):
             return "deny"
-        if f"tool:{tool.name}" in fold.grants or (tool.category and f"category:{tool.category}" in fold.grants):
+        if f"tool:{tool.name}" in fold.grants or (
+            tool.category and f"category:{tool.category}" in fold.grants
+        ):
             return "auto"
         mode = agent.mode(fold.mode)
         policy = mode.approval if mode is not None and mode.approval is not None else tool.approval
         try:
             decision = policy(arguments) if callable(policy) else policy
         except Exception as exc:
-            self._log.log.error("approval_policy_failed", tool=tool.name, error=f"{type(exc).__name__}: {exc}")
+            self._log.log.error(
+                "approval_policy_failed", tool=tool.name, error=f"{type(exc).__name__}: {exc}"
+            )
             return "deny"  # a policy that cannot decide must not let the call through
         if decision not in ("auto", "ask", "deny"):
             self._log.log.error("approval_policy_invalid", tool=tool.name, decision=repr(decision))
@@ -367,10 +413,14 @@ class Step:
             tool = tools.get(call.name)
             if tool is None:
                 known = ", ".join(sorted(tools)) or "none"
-                await self.finish_call(run, call, "error", f"unknown tool '{call.name}' (available: {known})")
+                await self.finish_call(
+                    run, call, "error", f"unknown tool '{call.name}' (available: {known})"
+                )
                 continue
             if call.call_id in run.invalid_arguments:
-                await self.finish_call(run, call, "invalid_arguments", run.invalid_arguments.pop(call.call_id))
+                await self.finish_call(
+                    run, call, "invalid_arguments", run.invalid_arguments.pop(call.call_id)
+                )
                 continue
             try:
                 arguments = tool.validate(call.arguments)
@@ -379,28 +429,49 @@ class Step:
                 continue
             decision = self._decision(tool, arguments)
             if decision == "deny":
-                await self.finish_call(run, call, "denied", f"tool '{tool.name}' is not allowed here (denied by policy)")
+                await self.finish_call(
+                    run,
+                    call,
+                    "denied",
+                    f"tool '{tool.name}' is not allowed here (denied by policy)",
+                )
                 continue
             if decision == "ask":
                 resolution = fold.resolutions.get(call.call_id)
                 if resolution is None:
                     if not any(h.tool_call_id == call.call_id for h in fold.pending.values()):
-                        expires = time.time() + tool.approval_timeout if tool.approval_timeout else None
+                        expires = (
+                            time.time() + tool.approval_timeout if tool.approval_timeout else None
+                        )
                         await self._log.append(
                             run.id,
-                            ApprovalRequested(new_id("apr"), call.call_id, tool.name, call.arguments, tool.category, expires),
+                            ApprovalRequested(
+                                new_id("apr"),
+                                call.call_id,
+                                tool.name,
+                                call.arguments,
+                                tool.category,
+                                expires,
+                            ),
                         )
                     parked = True
                     continue
                 if not resolution.approved:
                     reason = resolution.reason or "denied by the user"
-                    await self.finish_call(run, call, "denied", f"the user denied this call: {reason}")
+                    await self.finish_call(
+                        run, call, "denied", f"the user denied this call: {reason}"
+                    )
                     continue
             if rt.hooks.has("before_tool_call"):
                 try:
                     veto, _plugin = await rt.hooks.first(
-                        "before_tool_call", session_id=self._log.id, run_id=run.id, tool=tool.name,
-                        arguments=arguments, category=tool.category, call_id=call.call_id,
+                        "before_tool_call",
+                        session_id=self._log.id,
+                        run_id=run.id,
+                        tool=tool.name,
+                        arguments=arguments,
+                        category=tool.category,
+                        call_id=call.call_id,
                     )
                 except PluginError as exc:
                     self._log.log.error("hook_failed", hook="before_tool_call", error=str(exc))
@@ -412,23 +483,34 @@ class Step:
                 parked = True
         return parked
 
-    async def _run_tool(self, run: ActiveRun, call: ToolCallPart, tool: Tool, arguments: dict[str, Any]) -> bool:
+    async def _run_tool(
+        self, run: ActiveRun, call: ToolCallPart, tool: Tool, arguments: dict[str, Any]
+    ) -> bool:
         """Execute one call; True if the tool suspended the run."""
         rt, log = self._rt, self._log
         await log.append(run.id, ToolStarted(call.call_id, tool.name, call.arguments))
         started = time.perf_counter()
         bound = log.log.bind(run_id=run.id, tool=tool.name)
         ctx = ToolContext(
-            session_id=log.id, run_id=run.id, call_id=call.call_id, tool_name=tool.name,
-            sandbox=await self._workspace(), resources=rt.resources, labels=log.record.labels,
-            state=log.state_value(rt.agent.state), log=bound, suspend=_suspend,
+            session_id=log.id,
+            run_id=run.id,
+            call_id=call.call_id,
+            tool_name=tool.name,
+            sandbox=await self._workspace(),
+            resources=rt.resources,
+            labels=log.record.labels,
+            state=log.state_value(rt.agent.state),
+            log=bound,
+            suspend=_suspend,
         )
         bound.info("tool_started", arguments=shape(dict(call.arguments)))
         outcome: ToolOutcome
         try:
             content, outcome = await tool.invoke(ctx, arguments), "ok"
         except SuspendRun as suspension:
-            await log.append(run.id, SuspensionRequested(call.call_id, tool.name, suspension.payload))
+            await log.append(
+                run.id, SuspensionRequested(call.call_id, tool.name, suspension.payload)
+            )
             bound.info("tool_suspended")
             return True
         except HarnessError as exc:
@@ -439,23 +521,48 @@ class Step:
             for value in _strings(call.arguments):
                 detail = detail.replace(value, "[argument]")
             bound.error("tool_failed", error=detail)
-            content, outcome = rt.redactor.scrub(f"tool '{tool.name}' failed: {error.message}"), "error"
-        await self.finish_call(run, call, outcome, content, duration_ms=(time.perf_counter() - started) * 1000)
+            content, outcome = (
+                rt.redactor.scrub(f"tool '{tool.name}' failed: {error.message}"),
+                "error",
+            )
+        await self.finish_call(
+            run, call, outcome, content, duration_ms=(time.perf_counter() - started) * 1000
+        )
         return False
 
     async def finish_call(
-        self, run: ActiveRun, call: ToolCallPart, outcome: ToolOutcome, content: str, *, duration_ms: float = 0.0
+        self,
+        run: ActiveRun,
+        call: ToolCallPart,
+        outcome: ToolOutcome,
+        content: str,
+        *,
+        duration_ms: float = 0.0,
     ) -> None:
         """Append the call's result (what the model sees) and tell after_tool_call hooks."""
         rt, log = self._rt, self._log
         is_error = outcome != "ok"
         result = ToolResultPart(call.call_id, content, is_error)
-        await log.append(run.id, ToolFinished(call.call_id, call.name, outcome, result, duration_ms=duration_ms))
-        log.log.info("tool_finished", run_id=run.id, tool=call.name, outcome=outcome, duration_ms=round(duration_ms, 3))
+        await log.append(
+            run.id, ToolFinished(call.call_id, call.name, outcome, result, duration_ms=duration_ms)
+        )
+        log.log.info(
+            "tool_finished",
+            run_id=run.id,
+            tool=call.name,
+            outcome=outcome,
+            duration_ms=round(duration_ms, 3),
+        )
         if rt.hooks.has("after_tool_call"):
             await rt.hooks.notify(
-                "after_tool_call", log.disabled_hooks, session_id=log.id, run_id=run.id, tool=call.name,
-                call_id=call.call_id, outcome=outcome, is_error=is_error,
+                "after_tool_call",
+                log.disabled_hooks,
+                session_id=log.id,
+                run_id=run.id,
+                tool=call.name,
+                call_id=call.call_id,
+                outcome=outcome,
+                is_error=is_error,
             )
 
 

@@ -121,7 +121,12 @@ def _type_schema(tp: Any, where: str) -> dict[str, Any]:
             props[field.name] = _type_schema(hints.get(field.name, Any), f"{where}.{field.name}")
             if field.default is attrs.NOTHING:
                 required.append(field.name)
-        return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+        return {
+            "type": "object",
+            "properties": props,
+            "required": required,
+            "additionalProperties": False,
+        }
     raise ConfigError(f"{where}: type {tp!r} is not supported in tool signatures")
 
 
@@ -214,7 +219,9 @@ def _build(
     if not _TOOL_NAME.match(tool_name):
         raise ConfigError(f"tool name {tool_name!r} must match [A-Za-z0-9_-]{{1,64}}")
     if not callable(approval) and approval not in ("auto", "ask", "deny"):
-        raise ConfigError(f"tool '{tool_name}': approval must be 'auto', 'ask', 'deny' or a callable")
+        raise ConfigError(
+            f"tool '{tool_name}': approval must be 'auto', 'ask', 'deny' or a callable"
+        )
     hints = typing.get_type_hints(fn, include_extras=True)
     params = list(inspect.signature(fn).parameters.values())
     takes_context = bool(params) and (
@@ -229,7 +236,9 @@ def _build(
     for param in params:
         where = f"tool '{tool_name}' parameter '{param.name}'"
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
-            raise ConfigError(f"{where}: *args, **kwargs and positional-only parameters are not supported")
+            raise ConfigError(
+                f"{where}: *args, **kwargs and positional-only parameters are not supported"
+            )
         if param.name not in hints:
             raise ConfigError(f"{where} needs a type annotation")
         schema = _type_schema(hints[param.name], where)
@@ -248,7 +257,12 @@ def _build(
             except TypeError:
                 pass
     arguments_class = attrs.make_class(f"{tool_name}_arguments", fields, frozen=True)
-    parameters = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    parameters = {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
     return Tool(
         name=tool_name,
         description=description or summary or tool_name,
@@ -291,8 +305,11 @@ def tool(
     Optional/unions, list, dict[str, X] and attrs classes.
     """
     options = dict(
-        name=name, description=description, approval=approval,
-        category=category, approval_timeout=approval_timeout,
+        name=name,
+        description=description,
+        approval=approval,
+        category=category,
+        approval_timeout=approval_timeout,
     )
     if fn is not None:
         return _build(fn, **options)  # type: ignore[arg-type]

@@ -81,7 +81,9 @@ def _unstructure_media(part: ImagePart | FilePart) -> dict[str, Any]:
     return data
 
 
-def _structure_media(value: Mapping[str, Any], cls: type[ImagePart] | type[FilePart]) -> ImagePart | FilePart:
+def _structure_media(
+    value: Mapping[str, Any], cls: type[ImagePart] | type[FilePart]
+) -> ImagePart | FilePart:
     raw = value.get("data")
     try:
         data = base64.b64decode(raw, validate=True) if raw is not None else None
@@ -103,9 +105,7 @@ _PART_TAGS = {
     ImagePart: "image",
     FilePart: "file",
 }
-configure_tagged_union(
-    Part, converter, tag_name="kind", tag_generator=lambda cls: _PART_TAGS[cls]
-)
+configure_tagged_union(Part, converter, tag_name="kind", tag_generator=lambda cls: _PART_TAGS[cls])
 # The tagged-union strategy's structure hook dominated hydration time; dispatch on the
 # tag directly with the per-class hooks it would have used.
 _PART_BY_TAG = {tag: cls for cls, tag in _PART_TAGS.items()}
@@ -120,7 +120,8 @@ def _structure_part(value: Mapping[str, Any], _: Any) -> Part:
 
 converter.register_structure_hook(Part, _structure_part)
 converter.register_structure_hook_func(
-    lambda cls: cls == tuple[Part, ...], lambda values, _: tuple(_structure_part(v, None) for v in values)
+    lambda cls: cls == tuple[Part, ...],
+    lambda values, _: tuple(_structure_part(v, None) for v in values),
 )
 
 _migrations: dict[tuple[str, int], Migration] = {}
@@ -170,9 +171,19 @@ def _versioned(payload: dict[str, Any]) -> dict[str, Any]:
 def encode_event(event: Event) -> dict[str, Any]:
     """An event as a JSON-ready dict: ``seq``, ``type``, ``at``, ``run_id``, ``data``."""
     payload = event.payload
-    data = dict(payload.data) if isinstance(payload, UnknownPayload) else converter.unstructure(payload)
+    data = (
+        dict(payload.data)
+        if isinstance(payload, UnknownPayload)
+        else converter.unstructure(payload)
+    )
     return _versioned(
-        {"seq": event.seq, "type": payload.type, "at": event.at, "run_id": event.run_id, "data": data}
+        {
+            "seq": event.seq,
+            "type": payload.type,
+            "at": event.at,
+            "run_id": event.run_id,
+            "data": data,
+        }
     )
 
 
@@ -183,7 +194,9 @@ def decode_event(payload: Mapping[str, Any]) -> Event:
         kind = data["type"]
         cls = PAYLOAD_TYPES.get(kind)
         body = converter.structure(data["data"], cls) if cls else UnknownPayload(kind, data["data"])
-        return Event(seq=int(data["seq"]), payload=body, at=float(data["at"]), run_id=data.get("run_id"))
+        return Event(
+            seq=int(data["seq"]), payload=body, at=float(data["at"]), run_id=data.get("run_id")
+        )
     except (KeyError, TypeError, ValueError, cattrs.BaseValidationError) as exc:
         raise StorageError(f"an event could not be decoded: {exc.__class__.__name__}") from exc
 

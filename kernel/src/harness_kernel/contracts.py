@@ -151,7 +151,14 @@ class Finish:
 
 
 ModelEvent: TypeAlias = (
-    TextDelta | ReasoningDelta | ReasoningEnd | ToolCallStart | ToolCallDelta | ToolCallEnd | Usage | Finish
+    TextDelta
+    | ReasoningDelta
+    | ReasoningEnd
+    | ToolCallStart
+    | ToolCallDelta
+    | ToolCallEnd
+    | Usage
+    | Finish
 )
 
 
@@ -269,7 +276,12 @@ class SessionStorage(ABC):
 
     @abstractmethod
     async def append(
-        self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        expected_seq: int,
+        *,
+        incarnation: str | None = None,
     ) -> None:
         """Append ``events`` if the log's last sequence number equals ``expected_seq``.
 
@@ -303,9 +315,7 @@ class SessionStorage(ABC):
         """
 
     @abstractmethod
-    async def list(
-        self, filter: SessionFilter, limit: int = 50, cursor: str | None = None
-    ) -> Page:
+    async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
         """A page of records matching ``filter``, in the contract's order.
 
         ``limit`` is at least 1. Raises ``ValueError`` for a cursor this backend did not

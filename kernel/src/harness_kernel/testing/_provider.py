@@ -32,13 +32,27 @@ ProviderFactory = Callable[[], "ModelProvider | Awaitable[ModelProvider]"]
 LOOKUP = ToolSpec(
     "lookup",
     "Look up a word.",
-    {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"], "additionalProperties": False},
+    {
+        "type": "object",
+        "properties": {"q": {"type": "string"}},
+        "required": ["q"],
+        "additionalProperties": False,
+    },
 )
 
 
 def _validate_sequence(checks: Checks, events: list[Any]) -> tuple[str, dict[str, tuple[str, str]]]:
     """Check the event grammar; return the text and the assembled tool calls."""
-    allowed = (TextDelta, ReasoningDelta, ReasoningEnd, ToolCallStart, ToolCallDelta, ToolCallEnd, Usage, Finish)
+    allowed = (
+        TextDelta,
+        ReasoningDelta,
+        ReasoningEnd,
+        ToolCallStart,
+        ToolCallDelta,
+        ToolCallEnd,
+        Usage,
+        Finish,
+    )
     for event in events:
         checks.check(isinstance(event, allowed), f"unexpected event {event!r:.100}")
     finishes = [e for e in events if isinstance(e, Finish)]
@@ -48,21 +62,34 @@ def _validate_sequence(checks: Checks, events: list[Any]) -> tuple[str, dict[str
     checks.check(len(usages) <= 1, f"at most one Usage event, got {len(usages)}")
     for usage in usages:
         checks.check(
-            min(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens) >= 0,
+            min(
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+            )
+            >= 0,
             "token counts are non-negative",
         )
     open_calls: dict[str, tuple[str, list[str]]] = {}
     closed: dict[str, tuple[str, str]] = {}
     for event in events:
         if isinstance(event, ToolCallStart):
-            checks.check(event.call_id not in open_calls and event.call_id not in closed, f"call {event.call_id} started twice")
+            checks.check(
+                event.call_id not in open_calls and event.call_id not in closed,
+                f"call {event.call_id} started twice",
+            )
             checks.check(bool(event.name), "a tool call has a name")
             open_calls[event.call_id] = (event.name, [])
         elif isinstance(event, ToolCallDelta):
-            checks.check(event.call_id in open_calls, f"delta for call {event.call_id} outside start/end")
+            checks.check(
+                event.call_id in open_calls, f"delta for call {event.call_id} outside start/end"
+            )
             open_calls[event.call_id][1].append(event.arguments)
         elif isinstance(event, ToolCallEnd):
-            checks.check(event.call_id in open_calls, f"end of call {event.call_id} that is not open")
+            checks.check(
+                event.call_id in open_calls, f"end of call {event.call_id} that is not open"
+            )
             name, fragments = open_calls.pop(event.call_id)
             closed[event.call_id] = (name, "".join(fragments))
     checks.equal(sorted(open_calls), [], "tool calls never ended")
@@ -103,17 +130,26 @@ async def check_provider(
     checks = Checks("provider")
 
     async with checks.case("has_a_namespace_name"):
-        checks.check(isinstance(provider.name, str) and bool(provider.name) and "/" not in provider.name,
-                     f"name must be a non-empty string without '/', got {getattr(provider, 'name', None)!r}")
+        checks.check(
+            isinstance(provider.name, str) and bool(provider.name) and "/" not in provider.name,
+            f"name must be a non-empty string without '/', got {getattr(provider, 'name', None)!r}",
+        )
         models = provider.models()
-        checks.check(models is None or all(isinstance(m, str) for m in models), "models() returns None or strings")
+        checks.check(
+            models is None or all(isinstance(m, str) for m in models),
+            "models() returns None or strings",
+        )
 
     async with checks.case("streams_text_and_one_finish"):
         with trio.fail_after(timeout):
-            events = await _collect(provider, ModelRequest(model, (Message.user("Say hello."),), system="Be brief."))
+            events = await _collect(
+                provider, ModelRequest(model, (Message.user("Say hello."),), system="Be brief.")
+            )
         text, calls = _validate_sequence(checks, events)
         checks.check(bool(text), "a plain prompt produced no text")
-        checks.check(any(isinstance(e, TextDelta) for e in events), "text arrives as TextDelta events")
+        checks.check(
+            any(isinstance(e, TextDelta) for e in events), "text arrives as TextDelta events"
+        )
 
     async with checks.case("tool_calls_assemble_into_json_objects"):
         request = ModelRequest(
@@ -158,7 +194,10 @@ async def check_provider(
     if missing_model is not None:
         async with checks.case("an_unknown_model_raises_provider_error"):
             with trio.fail_after(timeout):
-                await checks.raises(ProviderError, _collect(provider, ModelRequest(missing_model, (Message.user("hi"),))))
+                await checks.raises(
+                    ProviderError,
+                    _collect(provider, ModelRequest(missing_model, (Message.user("hi"),))),
+                )
 
     await provider.aclose()
     return checks.finish()

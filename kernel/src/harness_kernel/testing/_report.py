@@ -58,7 +58,9 @@ class Checks:
         except kind as exc:
             return exc
         except Exception as exc:
-            raise _CheckFailed(f"expected {kind.__name__}, got {type(exc).__name__}: {exc}") from exc
+            raise _CheckFailed(
+                f"expected {kind.__name__}, got {type(exc).__name__}: {exc}"
+            ) from exc
         raise _CheckFailed(f"expected {kind.__name__}, nothing was raised")
 
     def finish(self) -> list[str]:

@@ -25,7 +25,9 @@ async def check_sandbox(make_sandbox: Callable[[], Any], *, timeout: float = 60.
     sandbox = make_sandbox()
     if inspect.isawaitable(sandbox):
         sandbox = await sandbox
-    assert isinstance(sandbox, Sandbox), f"the factory returned {type(sandbox).__name__}, not a Sandbox"
+    assert isinstance(sandbox, Sandbox), (
+        f"the factory returned {type(sandbox).__name__}, not a Sandbox"
+    )
     checks = Checks("sandbox")
     caps = sandbox.capabilities
     info = SessionInfo(f"cf-{secrets.token_hex(4)}", "conformance-agent", {"tenant_id": "t"})
@@ -71,7 +73,9 @@ async def check_sandbox(make_sandbox: Callable[[], Any], *, timeout: float = 60.
                 checks.equal((result.exit_code, result.stdout.strip()), (3, "42"), "shell command")
                 result = await box.exec(["cat"], stdin="from stdin")
                 checks.equal(result.stdout, "from stdin", "stdin")
-                result = await box.exec(["sh", "-c", 'printf %s "$CONFORMANCE_VAR"'], env={"CONFORMANCE_VAR": "v1"})
+                result = await box.exec(
+                    ["sh", "-c", 'printf %s "$CONFORMANCE_VAR"'], env={"CONFORMANCE_VAR": "v1"}
+                )
                 checks.equal(result.stdout, "v1", "env")
 
         async with checks.case("exec_timeout_kills_the_command"):
@@ -95,7 +99,9 @@ async def check_sandbox(make_sandbox: Callable[[], Any], *, timeout: float = 60.
         await box.close("close")
         box = await sandbox.open(info)
         if caps.files:
-            checks.equal(await box.read_file("notes/a.txt"), b"replaced", "file after close and reopen")
+            checks.equal(
+                await box.read_file("notes/a.txt"), b"replaced", "file after close and reopen"
+            )
 
     async with checks.case("destroy_removes_the_workspace"):
         await box.close("delete")

@@ -66,26 +66,52 @@ def sample_events(start: int = 1) -> list[Event]:
     call = ToolCallPart("call_1", "lookup", {"q": "ünïcode ✓", "n": [1, 2.5, None, True]})
     payloads: list[EventPayload] = [
         RunStarted("scripted/echo", "default"),
-        MessageAdded(Message("user", (TextPart("héllo\nworld \u0000 \U0001f600"),), id="msg_a", created_at=1.5)),
+        MessageAdded(
+            Message(
+                "user", (TextPart("héllo\nworld \u0000 \U0001f600"),), id="msg_a", created_at=1.5
+            )
+        ),
         MessageAdded(Message("assistant", (TextPart("ok"), call), id="msg_b", created_at=2.0)),
         UsageRecorded(Usage(10, 5, 1, 2, 3), "scripted/echo"),
-        MessageAdded(Message("user", (
-            TextPart("what is this?"),
-            ImagePart("image/png", bytes(range(256)) + b"\x00\xff"),
-            ImagePart(url="https://example.invalid/cat.jpg"),
-            FilePart("application/pdf", b"%PDF-1.7\n\x00\x01", name="report ü.pdf"),
-            FilePart("text/plain", ref="host:doc/42"),
-        ), id="msg_m", created_at=2.5)),
-        MessageAdded(Message("assistant", (
-            ReasoningPart("thinking ✓\n", signature="EtYDCkYI+/==", source="anthropic"),
-            ReasoningPart(redacted=True, encrypted="EvgFCkYIBx==", source="anthropic"),
-            ReasoningPart("**Summary**", summary=True, encrypted="gAAAAAB", id="rs_1", source="openai-responses"),
-            TextPart("a cat"),
-        ), id="msg_r", created_at=2.75)),
+        MessageAdded(
+            Message(
+                "user",
+                (
+                    TextPart("what is this?"),
+                    ImagePart("image/png", bytes(range(256)) + b"\x00\xff"),
+                    ImagePart(url="https://example.invalid/cat.jpg"),
+                    FilePart("application/pdf", b"%PDF-1.7\n\x00\x01", name="report ü.pdf"),
+                    FilePart("text/plain", ref="host:doc/42"),
+                ),
+                id="msg_m",
+                created_at=2.5,
+            )
+        ),
+        MessageAdded(
+            Message(
+                "assistant",
+                (
+                    ReasoningPart("thinking ✓\n", signature="EtYDCkYI+/==", source="anthropic"),
+                    ReasoningPart(redacted=True, encrypted="EvgFCkYIBx==", source="anthropic"),
+                    ReasoningPart(
+                        "**Summary**",
+                        summary=True,
+                        encrypted="gAAAAAB",
+                        id="rs_1",
+                        source="openai-responses",
+                    ),
+                    TextPart("a cat"),
+                ),
+                id="msg_r",
+                created_at=2.75,
+            )
+        ),
         ApprovalRequested("apr_1", "call_1", "lookup", {"q": "x"}, "read", 99.0),
         ApprovalResolved("apr_1", True, None, "tool"),
         ToolStarted("call_1", "lookup", {"q": "x"}),
-        ToolFinished("call_1", "lookup", "ok", ToolResultPart("call_1", "result", False), "msg_c", 1.25),
+        ToolFinished(
+            "call_1", "lookup", "ok", ToolResultPart("call_1", "result", False), "msg_c", 1.25
+        ),
         SuspensionRequested("call_2", "ask_user", {"question": "?", "choices": ["a", "b"]}),
         SuspensionResolved("call_2", {"answer": "a"}),
         InputQueued("follow_up", Message("user", (TextPart("later"),), id="msg_q", created_at=3.0)),
@@ -97,7 +123,10 @@ def sample_events(start: int = 1) -> list[Event]:
         AbortRequested("run_1", "store-b"),
         UnknownPayload("plugin.custom", {"any": {"nested": [1, 2]}}),
     ]
-    return [Event(start + i, p, at=1000.0 + i, run_id="run_1" if i % 2 else None) for i, p in enumerate(payloads)]
+    return [
+        Event(start + i, p, at=1000.0 + i, run_id="run_1" if i % 2 else None)
+        for i, p in enumerate(payloads)
+    ]
 
 
 def _record(session_id: str, tag: str, created_at: float = 1000.0, **changes: Any) -> SessionRecord:
@@ -156,7 +185,11 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
         await storage.append(sid("win"), events[:5], expected_seq=0)
         await storage.append(sid("win"), events[5:], expected_seq=5)
         checks.equal(await storage.read(sid("win"), after_seq=3), events[3:], "after_seq=3")
-        checks.equal(await storage.read(sid("win"), after_seq=3, limit=4), events[3:7], "after_seq=3, limit=4")
+        checks.equal(
+            await storage.read(sid("win"), after_seq=3, limit=4),
+            events[3:7],
+            "after_seq=3, limit=4",
+        )
         checks.equal(await storage.read(sid("win"), after_seq=len(events)), [], "after the end")
         checks.equal(await storage.read(sid("win"), limit=0), [], "limit=0")
 
@@ -172,16 +205,23 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
 
     async with checks.case("append_with_misnumbered_events_raises_value_error"):
         await storage.create(_record(sid("num"), tag))
-        await checks.raises(ValueError, storage.append(sid("num"), sample_events(start=2)[:1], expected_seq=0))
+        await checks.raises(
+            ValueError, storage.append(sid("num"), sample_events(start=2)[:1], expected_seq=0)
+        )
         gap = [sample_events()[0], sample_events(start=3)[0]]
         await checks.raises(ValueError, storage.append(sid("num"), gap, expected_seq=0))
         checks.equal(await storage.last_seq(sid("num")), 0, "last_seq after refused batches")
 
     async with checks.case("operations_on_a_missing_session_raise_session_not_found"):
-        await checks.raises(SessionNotFound, storage.append(sid("nope"), sample_events()[:1], expected_seq=0))
+        await checks.raises(
+            SessionNotFound, storage.append(sid("nope"), sample_events()[:1], expected_seq=0)
+        )
         await checks.raises(SessionNotFound, storage.read(sid("nope")))
         await checks.raises(SessionNotFound, storage.last_seq(sid("nope")))
-        await checks.raises(SessionNotFound, storage.save(_record(sid("nope"), tag, revision=1), expected_revision=0))
+        await checks.raises(
+            SessionNotFound,
+            storage.save(_record(sid("nope"), tag, revision=1), expected_revision=0),
+        )
 
     async with checks.case("concurrent_appends_at_one_seq_have_exactly_one_winner"):
         await storage.create(_record(sid("race"), tag))
@@ -189,7 +229,9 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
 
         async def contender(text: str) -> None:
             try:
-                await storage.append(sid("race"), [Event(1, MessageAdded(Message.user(text)), 1.0)], expected_seq=0)
+                await storage.append(
+                    sid("race"), [Event(1, MessageAdded(Message.user(text)), 1.0)], expected_seq=0
+                )
                 outcomes.append("won")
             except Conflict:
                 outcomes.append("conflict")
@@ -208,19 +250,26 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
         await storage.create(_record(sid("inc"), tag, incarnation="inc-new"))
         # The same expected_seq as the new log's: only the incarnation tells them apart.
         rival = [Event(1, MessageAdded(Message.user("from the old session")), 5.0)]
-        await checks.raises(IncarnationMismatch, storage.append(old.id, rival, expected_seq=0, incarnation="inc-old"))
+        await checks.raises(
+            IncarnationMismatch,
+            storage.append(old.id, rival, expected_seq=0, incarnation="inc-old"),
+        )
         checks.equal(await storage.read(old.id), [], "new log after a refused append")
         await storage.append(old.id, rival, expected_seq=0, incarnation="inc-new")
         stale = attrs.evolve(old, revision=1, mode="stale")
         await checks.raises(IncarnationMismatch, storage.save(stale, expected_revision=0))
         loaded = await storage.load(old.id)
-        checks.equal(loaded.incarnation if loaded else None, "inc-new", "incarnation after a refused save")
+        checks.equal(
+            loaded.incarnation if loaded else None, "inc-new", "incarnation after a refused save"
+        )
 
     async with checks.case("the_lease_and_snapshot_round_trip"):
         record = _record(sid("lease"), tag, incarnation="inc-1")
         await storage.create(record)
         leased = attrs.evolve(
-            record, revision=1, lease=Lease("store-a", "host-a", 4242, 12345.5),
+            record,
+            revision=1,
+            lease=Lease("store-a", "host-a", 4242, 12345.5),
             snapshot={"version": 1, "nested": {"list": [1, "two", None]}},
         )
         await storage.save(leased, expected_revision=0)
@@ -229,13 +278,17 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
     async with checks.case("save_is_compare_and_swap_on_revision"):
         record = _record(sid("save"), tag)
         await storage.create(record)
-        newer = attrs.evolve(record, revision=1, mode="plan", state={"n": 1}, last_seq=3, status="waiting_approval")
+        newer = attrs.evolve(
+            record, revision=1, mode="plan", state={"n": 1}, last_seq=3, status="waiting_approval"
+        )
         await storage.save(newer, expected_revision=0)
         checks.equal(await storage.load(record.id), newer, "record after save")
         stale = attrs.evolve(record, revision=1, mode="stale")
         await checks.raises(Conflict, storage.save(stale, expected_revision=0))
         checks.equal(await storage.load(record.id), newer, "record after a stale save")
-        await checks.raises(ValueError, storage.save(attrs.evolve(newer, revision=5), expected_revision=1))
+        await checks.raises(
+            ValueError, storage.save(attrs.evolve(newer, revision=5), expected_revision=1)
+        )
 
     async with checks.case("list_pages_cover_every_match_once_in_contract_order"):
         ltag = f"{tag}-list"
@@ -243,30 +296,42 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
         for i in range(7):
             # Two share a created_at so the id tie-break is exercised.
             created = 2000.0 + (i // 2)
-            rec = _record(sid(f"l{i}"), ltag, created_at=created, agent="lister" if i % 3 else "other")
+            rec = _record(
+                sid(f"l{i}"), ltag, created_at=created, agent="lister" if i % 3 else "other"
+            )
             await storage.create(rec)
             made.append(rec)
         expected = sorted(made, key=lambda r: (r.created_at, r.id), reverse=True)
         seen: list[SessionRecord] = []
         cursor = None
         for _ in range(10):
-            page = await storage.list(SessionFilter(labels={"conformance_run": ltag}), limit=3, cursor=cursor)
+            page = await storage.list(
+                SessionFilter(labels={"conformance_run": ltag}), limit=3, cursor=cursor
+            )
             checks.check(len(page.items) <= 3, f"page has {len(page.items)} items, limit 3")
             seen.extend(page.items)
             cursor = page.next_cursor
             if cursor is None:
                 break
         checks.equal([r.id for r in seen], [r.id for r in expected], "ids across pages")
-        only = await storage.list(SessionFilter(agent="lister", labels={"conformance_run": ltag}), limit=50)
+        only = await storage.list(
+            SessionFilter(agent="lister", labels={"conformance_run": ltag}), limit=50
+        )
         checks.equal(
-            [r.id for r in only.items], [r.id for r in expected if r.agent == "lister"], "agent filter"
+            [r.id for r in only.items],
+            [r.id for r in expected if r.agent == "lister"],
+            "agent filter",
         )
         checks.equal(only.next_cursor, None, "cursor of the last page")
-        none = await storage.list(SessionFilter(labels={"conformance_run": ltag, "tenant_id": "other"}))
+        none = await storage.list(
+            SessionFilter(labels={"conformance_run": ltag, "tenant_id": "other"})
+        )
         checks.equal(none.items, (), "a label that matches nothing")
 
     async with checks.case("list_refuses_a_foreign_cursor"):
-        await checks.raises(ValueError, storage.list(SessionFilter(), limit=2, cursor="not-a-cursor!"))
+        await checks.raises(
+            ValueError, storage.list(SessionFilter(), limit=2, cursor="not-a-cursor!")
+        )
 
     async with checks.case("delete_removes_record_and_log"):
         await storage.create(_record(sid("del"), tag))
@@ -282,7 +347,9 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
         ids = [sid("Ab"), sid("aB"), sid("a.b"), sid("a:b"), sid("a@b"), sid("a-b"), sid("a_b")]
         for i, session_id in enumerate(ids):
             await storage.create(_record(session_id, tag))
-            await storage.append(session_id, [Event(1, MessageAdded(Message.user(f"n{i}")), 1.0)], expected_seq=0)
+            await storage.append(
+                session_id, [Event(1, MessageAdded(Message.user(f"n{i}")), 1.0)], expected_seq=0
+            )
         for i, session_id in enumerate(ids):
             events = await storage.read(session_id)
             checks.equal(
@@ -389,7 +456,9 @@ async def run_storage_state_machine(
     storage = await _make(make_storage)
     try:
         await trio.to_thread.run_sync(
-            lambda: run_machine(storage, max_examples=max_examples, stateful_step_count=stateful_step_count)
+            lambda: run_machine(
+                storage, max_examples=max_examples, stateful_step_count=stateful_step_count
+            )
         )
     finally:
         await storage.aclose()

@@ -74,7 +74,13 @@ def run_machine(storage: SessionStorage, *, max_examples: int, stateful_step_cou
             last = len(log) if log is not None else 0
             expected = last - 1 if stale and last > 0 else last
             events = [
-                Event(expected + i, MessageAdded(Message("user", (TextPart(t),), id=f"m{expected + i}", created_at=1.0)), 2.0)
+                Event(
+                    expected + i,
+                    MessageAdded(
+                        Message("user", (TextPart(t),), id=f"m{expected + i}", created_at=1.0)
+                    ),
+                    2.0,
+                )
                 for i, t in enumerate(texts, start=1)
             ]
             if log is None:
@@ -99,7 +105,9 @@ def run_machine(storage: SessionStorage, *, max_examples: int, stateful_step_cou
             if record is None:
                 return
             expected = record.revision - 1 if stale else record.revision
-            newer = attrs.evolve(record, revision=expected + 1, state={"n": n}, last_seq=len(self.logs[session_id]))
+            newer = attrs.evolve(
+                record, revision=expected + 1, state={"n": n}, last_seq=len(self.logs[session_id])
+            )
             if stale:
                 if expected < 0:
                     return
@@ -144,7 +152,12 @@ def run_machine(storage: SessionStorage, *, max_examples: int, stateful_step_cou
                 cursor = page.next_cursor
                 if cursor is None:
                     break
-            want = [r.id for r in sorted(self.records.values(), key=lambda r: (r.created_at, r.id), reverse=True)]
+            want = [
+                r.id
+                for r in sorted(
+                    self.records.values(), key=lambda r: (r.created_at, r.id), reverse=True
+                )
+            ]
             assert seen == want, f"listing {seen} != {want}"
 
         @invariant()
@@ -167,5 +180,3 @@ def run_machine(storage: SessionStorage, *, max_examples: int, stateful_step_cou
             database=None,
         ),
     )
-
-
