@@ -110,7 +110,11 @@ class Choices:
     def secret_values(self) -> list[str]:
         """The secret option values of every chosen plugin and the ``redact`` values."""
         choices: list[Any] = [
-            *self.providers, self.storage, self.sandbox, *self.logging.sinks, self.error_policy.retry,
+            *self.providers,
+            self.storage,
+            self.sandbox,
+            *self.logging.sinks,
+            self.error_policy.retry,
             *self.tools.values(),
         ]
         values = list(self.logging.redact)
@@ -123,7 +127,9 @@ class Choices:
         """One ``"path: ..."`` line for each required secret (see ``missing_secrets``)
         that no chosen plugin's options or ``environ`` (``os.environ``) supply."""
         env = os.environ if environ is None else environ
-        chosen: list[tuple[str, Any]] = [(f"providers[{i}].options", p) for i, p in enumerate(self.providers)]
+        chosen: list[tuple[str, Any]] = [
+            (f"providers[{i}].options", p) for i, p in enumerate(self.providers)
+        ]
         chosen += [("storage.options", self.storage), ("sandbox.options", self.sandbox)]
         chosen += [(f"logging.sinks[{i}].options", s) for i, s in enumerate(self.logging.sinks)]
         chosen.append(("error_policy.retry.model", self.error_policy.retry))
@@ -221,7 +227,9 @@ def resolve_choices(
         for index, mode in enumerate(agent.modes):
             if mode.model:
                 check_model_ref(mode.model, f"agent.modes[{index}].model", namespaces, mine)
-    store = _component(registry, "storage", storage, storage_options, SessionStorage, "storage", mine)
+    store = _component(
+        registry, "storage", storage, storage_options, SessionStorage, "storage", mine
+    )
     box = _component(registry, "sandbox", sandbox, sandbox_options, Sandbox, "sandbox", mine)
     log = _logging(registry, logging, mine)
     policy = _error_policy(registry, error_policy, mine)
@@ -230,9 +238,17 @@ def resolve_choices(
     if mine or agent is None or store is None or box is None or log is None or policy is None:
         return None
     return Choices(
-        agent=agent, providers=tuple(chosen), default_model=model, storage=store, sandbox=box,
-        logging=log, error_policy=policy, tools=kits, plugins=tuple(plugins),
-        strict_plugins=strict_plugins, autoload_plugins=autoload_plugins,
+        agent=agent,
+        providers=tuple(chosen),
+        default_model=model,
+        storage=store,
+        sandbox=box,
+        logging=log,
+        error_policy=policy,
+        tools=kits,
+        plugins=tuple(plugins),
+        strict_plugins=strict_plugins,
+        autoload_plugins=autoload_plugins,
     )
 
 
@@ -259,7 +275,9 @@ def model_ref_problem(ref: str, namespaces: Collection[str] | None) -> str | Non
 # -- one plugin ---------------------------------------------------------------------------
 
 
-def _registration(registry: PluginRegistry, kind: Kind, name: str, path: str, errors: list[str]) -> Registration | None:
+def _registration(
+    registry: PluginRegistry, kind: Kind, name: str, path: str, errors: list[str]
+) -> Registration | None:
     try:
         return registry.get(kind, name)
     except ConfigError as exc:
@@ -267,11 +285,16 @@ def _registration(registry: PluginRegistry, kind: Kind, name: str, path: str, er
         return None
 
 
-def _settings(reg: Registration, options: Mapping[str, Any], path: str, errors: list[str]) -> tuple[bool, Any]:
+def _settings(
+    reg: Registration, options: Mapping[str, Any], path: str, errors: list[str]
+) -> tuple[bool, Any]:
     """Validate ``options`` against the registration's options class: ``(ok, instance)``."""
     if reg.options is None:
         label = reg.kind.replace("_", " ")
-        errors.extend(f"{key_path(path, str(key))}: unknown key ({label} '{reg.name}' takes no options)" for key in options)
+        errors.extend(
+            f"{key_path(path, str(key))}: unknown key ({label} '{reg.name}' takes no options)"
+            for key in options
+        )
         return not options, None
     try:
         return True, structure_strictly(dict(options), reg.options, root=path)
@@ -281,7 +304,12 @@ def _settings(reg: Registration, options: Mapping[str, Any], path: str, errors: 
 
 
 def _plugin(
-    registry: PluginRegistry, kind: Kind, name: str, options: Any, options_path: str, name_path: str,
+    registry: PluginRegistry,
+    kind: Kind,
+    name: str,
+    options: Any,
+    options_path: str,
+    name_path: str,
     errors: list[str],
 ) -> PluginChoice | None:
     """A plugin chosen by name with its options validated."""
@@ -297,7 +325,11 @@ def _plugin(
 
 
 def _resolved(
-    registry: PluginRegistry, kind: Kind, choice: PluginChoice, options_path: str, name_path: str,
+    registry: PluginRegistry,
+    kind: Kind,
+    choice: PluginChoice,
+    options_path: str,
+    name_path: str,
     errors: list[str],
 ) -> PluginChoice | None:
     """A choice resolved before (by ``load_config``): kept as it is when the registry at
@@ -305,21 +337,38 @@ def _resolved(
     reg = _registration(registry, kind, choice.plugin, name_path, errors)
     if reg is None:
         return None
-    same = choice.settings is None if reg.options is None else isinstance(choice.settings, reg.options)
+    same = (
+        choice.settings is None if reg.options is None else isinstance(choice.settings, reg.options)
+    )
     if same:
         return choice
     return _plugin(registry, kind, choice.plugin, choice.options, options_path, name_path, errors)
 
 
-def _table_choice(registry: PluginRegistry, kind: Kind, spec: Any, at: str, errors: list[str]) -> PluginChoice | None:
+def _table_choice(
+    registry: PluginRegistry, kind: Kind, spec: Any, at: str, errors: list[str]
+) -> PluginChoice | None:
     table = check_table(spec, at, {"plugin": str, "options": Mapping}, errors, required=("plugin",))
     if table is None or "plugin" not in table:
         return None
-    return _plugin(registry, kind, table["plugin"], table.get("options", {}), f"{at}.options", f"{at}.plugin", errors)
+    return _plugin(
+        registry,
+        kind,
+        table["plugin"],
+        table.get("options", {}),
+        f"{at}.options",
+        f"{at}.plugin",
+        errors,
+    )
 
 
 def _component(
-    registry: PluginRegistry, kind: Kind, spec: Any, options: Mapping[str, Any] | None, cls: type, at: str,
+    registry: PluginRegistry,
+    kind: Kind,
+    spec: Any,
+    options: Mapping[str, Any] | None,
+    cls: type,
+    at: str,
     errors: list[str],
 ) -> Any:
     """An instance, a resolved choice, a ``{"plugin", "options"}`` table or a name.
@@ -333,7 +382,9 @@ def _component(
         return spec
     if isinstance(spec, PluginChoice):
         if options:
-            return _plugin(registry, kind, spec.plugin, options, f"{at}.options", f"{at}.plugin", errors)
+            return _plugin(
+                registry, kind, spec.plugin, options, f"{at}.options", f"{at}.plugin", errors
+            )
         return _resolved(registry, kind, spec, f"{at}.options", f"{at}.plugin", errors)
     if isinstance(spec, Mapping):
         if options:
@@ -342,7 +393,9 @@ def _component(
         return _table_choice(registry, kind, spec, at, errors)
     if isinstance(spec, str):
         return _plugin(registry, kind, spec, options, f"{at}.options", at, errors)
-    errors.append(f"{at}: expected a plugin name, a table with 'plugin', or a {cls.__name__} instance, got {type_name(spec)}")
+    errors.append(
+        f"{at}: expected a plugin name, a table with 'plugin', or a {cls.__name__} instance, got {type_name(spec)}"
+    )
     return None
 
 
@@ -364,18 +417,28 @@ def _providers(registry: PluginRegistry, specs: Any, errors: list[str]) -> list[
             continue
         namespace = namespace_of(choice)
         if namespace in seen:
-            errors.append(f"{at}: two providers serve the namespace '{namespace}' (also {seen[namespace]})")
+            errors.append(
+                f"{at}: two providers serve the namespace '{namespace}' (also {seen[namespace]})"
+            )
         seen.setdefault(namespace, at)
         chosen.append(choice)
     return chosen
 
 
-_LOGGING_KEYS: dict[str, Shape] = {"level": str, "sinks": (list, tuple), "redact": (list, tuple), "redact_keys": (list, tuple)}
+_LOGGING_KEYS: dict[str, Shape] = {
+    "level": str,
+    "sinks": (list, tuple),
+    "redact": (list, tuple),
+    "redact_keys": (list, tuple),
+}
 
 
 def _logging(registry: PluginRegistry, raw: Any, errors: list[str]) -> LoggingChoice | None:
     if isinstance(raw, LoggingChoice):
-        resolved = [_sink(registry, s, f"logging.sinks[{i}]", raw.level, errors) for i, s in enumerate(raw.sinks)]
+        resolved = [
+            _sink(registry, s, f"logging.sinks[{i}]", raw.level, errors)
+            for i, s in enumerate(raw.sinks)
+        ]
         kept = tuple(s for s in resolved if s is not None)
         if len(kept) < len(resolved):
             return None
@@ -405,19 +468,32 @@ def _logging(registry: PluginRegistry, raw: Any, errors: list[str]) -> LoggingCh
     return LoggingChoice(level, tuple(sinks), words["redact"], words["redact_keys"])
 
 
-def _sink(registry: PluginRegistry, entry: Any, at: str, level: str, errors: list[str]) -> SinkChoice | LogSink | None:
+def _sink(
+    registry: PluginRegistry, entry: Any, at: str, level: str, errors: list[str]
+) -> SinkChoice | LogSink | None:
     if isinstance(entry, LogSink):
         return entry
     if isinstance(entry, SinkChoice):
         plugin = _resolved(
-            registry, "log_sink", PluginChoice(entry.plugin, entry.options, entry.settings), f"{at}.options", f"{at}.plugin", errors
+            registry,
+            "log_sink",
+            PluginChoice(entry.plugin, entry.options, entry.settings),
+            f"{at}.options",
+            f"{at}.plugin",
+            errors,
         )
         if plugin is None:
             return None
-        return entry if plugin.settings is entry.settings else attrs.evolve(entry, settings=plugin.settings)
+        return (
+            entry
+            if plugin.settings is entry.settings
+            else attrs.evolve(entry, settings=plugin.settings)
+        )
     if isinstance(entry, str):
         entry = {"plugin": entry}
-    spec = check_table(entry, at, {"plugin": str, "level": str, "options": Mapping}, errors, required=("plugin",))
+    spec = check_table(
+        entry, at, {"plugin": str, "level": str, "options": Mapping}, errors, required=("plugin",)
+    )
     if spec is None or "plugin" not in spec:
         return None
     sink_level = spec.get("level", level)
@@ -427,15 +503,32 @@ def _sink(registry: PluginRegistry, entry: Any, at: str, level: str, errors: lis
         except ValueError as exc:
             errors.append(f"{at}.level: {exc}")
             return None
-    plugin = _plugin(registry, "log_sink", spec["plugin"], spec.get("options", {}), f"{at}.options", f"{at}.plugin", errors)
+    plugin = _plugin(
+        registry,
+        "log_sink",
+        spec["plugin"],
+        spec.get("options", {}),
+        f"{at}.options",
+        f"{at}.plugin",
+        errors,
+    )
     if plugin is None:
         return None
-    return SinkChoice(plugin.plugin, sink_level, plugin.options, plugin.settings, plugin.distribution)
+    return SinkChoice(
+        plugin.plugin, sink_level, plugin.options, plugin.settings, plugin.distribution
+    )
 
 
 def _error_policy(registry: PluginRegistry, raw: Any, errors: list[str]) -> PolicyChoice | None:
     if isinstance(raw, PolicyChoice):
-        retry = _resolved(registry, "retry_policy", raw.retry, "error_policy.retry.model", "error_policy.retry.policy", errors)
+        retry = _resolved(
+            registry,
+            "retry_policy",
+            raw.retry,
+            "error_policy.retry.model",
+            "error_policy.retry.policy",
+            errors,
+        )
         if retry is None:
             return None
         return raw if retry is raw.retry else attrs.evolve(raw, retry=retry)
@@ -458,7 +551,13 @@ def _error_policy(registry: PluginRegistry, raw: Any, errors: list[str]) -> Poli
     if reg is None:
         return None
     ok, settings = _settings(reg, policy.retry.model, "error_policy.retry.model", errors)
-    return PolicyChoice(policy, PluginChoice(reg.name, dict(policy.retry.model), settings, reg.distribution)) if ok else None
+    return (
+        PolicyChoice(
+            policy, PluginChoice(reg.name, dict(policy.retry.model), settings, reg.distribution)
+        )
+        if ok
+        else None
+    )
 
 
 def _tool_kits(
@@ -475,13 +574,19 @@ def _tool_kits(
         at = key_path("tools", kit)
         given = options.get(kit)
         if isinstance(given, PluginChoice):
-            choice = _resolved(registry, "tools", given, f"{at}.options", f"agent: tool kit '{kit}'", errors)
+            choice = _resolved(
+                registry, "tools", given, f"{at}.options", f"agent: tool kit '{kit}'", errors
+            )
         else:
-            choice = _plugin(registry, "tools", kit, given, f"{at}.options", f"agent: tool kit '{kit}'", errors)
+            choice = _plugin(
+                registry, "tools", kit, given, f"{at}.options", f"agent: tool kit '{kit}'", errors
+            )
         if choice is not None:
             chosen[kit] = choice
     for kit in options:
         if kit not in kits:
             uses = ", ".join(kits) or "none"
-            errors.append(f"{key_path('tools', str(kit))}: the agent does not use tool kit '{kit}' (it uses: {uses})")
+            errors.append(
+                f"{key_path('tools', str(kit))}: the agent does not use tool kit '{kit}' (it uses: {uses})"
+            )
     return chosen

@@ -11,7 +11,15 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeAlias
 
-__all__ = ["Shape", "check_table", "expect", "key_path", "split_unknown", "type_name", "typo_targets"]
+__all__ = [
+    "Shape",
+    "check_table",
+    "expect",
+    "key_path",
+    "split_unknown",
+    "type_name",
+    "typo_targets",
+]
 
 Shape: TypeAlias = type | tuple[type, ...]
 """The type (or types) a key's value must have."""
@@ -49,12 +57,19 @@ def expect(value: Any, kind: Shape, path: str, errors: list[str]) -> bool:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
     if not ok:
-        errors.append(f"{path}: expected {_LABELS.get(kind, getattr(kind, '__name__', str(kind)))}, got {type_name(value)}")
+        errors.append(
+            f"{path}: expected {_LABELS.get(kind, getattr(kind, '__name__', str(kind)))}, got {type_name(value)}"
+        )
     return ok
 
 
 def check_table(
-    value: Any, path: str, keys: Mapping[str, Shape], errors: list[str], *, required: Sequence[str] = ()
+    value: Any,
+    path: str,
+    keys: Mapping[str, Shape],
+    errors: list[str],
+    *,
+    required: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """The keys of ``value`` whose types fit; an error for each unknown (with the closest
     known key as a hint), missing or mistyped key. ``None`` if ``value`` is not a table."""
@@ -66,7 +81,9 @@ def check_table(
         kind = keys.get(key)
         if kind is None:
             close = difflib.get_close_matches(str(key), list(keys), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(keys)})"
+            hint = (
+                f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(keys)})"
+            )
             errors.append(f"{key_path(path, str(key))}: unknown key{hint}")
         elif expect(item, kind, key_path(path, key), errors):
             clean[key] = item

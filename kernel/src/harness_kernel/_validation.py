@@ -46,7 +46,11 @@ class NotFinite(ValueError):
 
 def _exact(kind: type, name: str) -> Any:
     def structure(value: Any, _: Any) -> Any:
-        ok = isinstance(value, kind) and not isinstance(value, bool) if kind is not bool else isinstance(value, bool)
+        ok = (
+            isinstance(value, kind) and not isinstance(value, bool)
+            if kind is not bool
+            else isinstance(value, bool)
+        )
         if not ok:
             raise TypeError(f"expected {name}, got {type(value).__name__}")
         return value
@@ -73,7 +77,9 @@ _SEQUENCES = {list: list, tuple: tuple, set: set, frozenset: frozenset}
 
 def _is_sequence(tp: Any) -> bool:
     origin = typing.get_origin(tp) or tp
-    return origin in _SEQUENCES or origin is collections.abc.Sequence or origin is collections.abc.Set
+    return (
+        origin in _SEQUENCES or origin is collections.abc.Sequence or origin is collections.abc.Set
+    )
 
 
 def _strict_sequence(conv: cattrs.Converter) -> Any:
@@ -91,7 +97,10 @@ def _strict_sequence(conv: cattrs.Converter) -> Any:
             try:
                 items.append(conv.structure(element, item) if item is not Any else element)
             except Exception as exc:
-                exc.__notes__ = [*getattr(exc, "__notes__", []), IterableValidationNote(f"@ index {index}", index, item)]
+                exc.__notes__ = [
+                    *getattr(exc, "__notes__", []),
+                    IterableValidationNote(f"@ index {index}", index, item),
+                ]
                 errors.append(exc)
         if errors:
             raise cattrs.IterableValidationError(f"While structuring {tp!r}", errors, tp)
@@ -118,7 +127,11 @@ def _without_name(message: str, name: str) -> str:
 
 
 def _at_field(exc: Exception, cls: type, field: attrs.Attribute[Any]) -> Exception:
-    exc.__notes__ = [AttributeValidationNote(f"Structuring class {cls.__qualname__} @ attribute {field.name}", field.name, field.type)]
+    exc.__notes__ = [
+        AttributeValidationNote(
+            f"Structuring class {cls.__qualname__} @ attribute {field.name}", field.name, field.type
+        )
+    ]
     return exc
 
 
@@ -140,7 +153,9 @@ def _field_values(conv: cattrs.Converter, cls: type, data: Mapping[str, Any]) ->
     return values
 
 
-def _validator_errors(conv: cattrs.Converter, cls: type, data: Mapping[str, Any]) -> list[Exception]:
+def _validator_errors(
+    conv: cattrs.Converter, cls: type, data: Mapping[str, Any]
+) -> list[Exception]:
     """Run each field's validator on its own, so a refusal names its field. Validators
     get a stand-in instance holding the other fields' values."""
     values = _field_values(conv, cls, data)
@@ -152,7 +167,9 @@ def _validator_errors(conv: cattrs.Converter, cls: type, data: Mapping[str, Any]
         try:
             field.validator(stand_in, field, values[field.name])
         except (ValueError, TypeError) as exc:
-            errors.append(_at_field(ValueError(_without_name(_message(exc), field.name)), cls, field))
+            errors.append(
+                _at_field(ValueError(_without_name(_message(exc), field.name)), cls, field)
+            )
         except Exception:
             continue
     return errors
@@ -175,7 +192,9 @@ def _preferred(cls: type, data: Mapping[str, Any], exc: Exception) -> Exception:
     return exc
 
 
-_NAMED: Final = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?: (?P<message>.+)", re.DOTALL)
+_NAMED: Final = re.compile(
+    r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?: (?P<message>.+)", re.DOTALL
+)
 
 
 def _named_field(cls: type, exc: Exception) -> Exception:
@@ -191,7 +210,9 @@ def _named_field(cls: type, exc: Exception) -> Exception:
     index = int(match["index"])
     leaf = ValueError(match["message"])
     leaf.__notes__ = [IterableValidationNote(f"@ index {index}", index, Any)]
-    return _at_field(cattrs.IterableValidationError(f"While checking {field.name}", [leaf], list), cls, field)
+    return _at_field(
+        cattrs.IterableValidationError(f"While checking {field.name}", [leaf], list), cls, field
+    )
 
 
 def _field_of(exc: BaseException) -> str | None:
@@ -207,8 +228,16 @@ def _located(
     An error the class raised that no single validator explains is kept as it was."""
     located = [_preferred(cls, data, exc) for exc in group.exceptions if _field_of(exc) is not None]
     # Unknown keys are the table's own problem; anything else unlocated came from __init__.
-    table = [exc for exc in group.exceptions if _field_of(exc) is None and isinstance(exc, cattrs.ForbiddenExtraKeysError)]
-    raised = [exc for exc in group.exceptions if _field_of(exc) is None and exc not in table and isinstance(exc, Exception)]
+    table = [
+        exc
+        for exc in group.exceptions
+        if _field_of(exc) is None and isinstance(exc, cattrs.ForbiddenExtraKeysError)
+    ]
+    raised = [
+        exc
+        for exc in group.exceptions
+        if _field_of(exc) is None and exc not in table and isinstance(exc, Exception)
+    ]
     failed = {_field_of(exc) for exc in located}
     validators = [exc for exc in _validator_errors(conv, cls, data) if _field_of(exc) not in failed]
     if not validators:
@@ -255,7 +284,9 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return f"unknown key(s): {', '.join(_hinted(key, exc.cl) for key in sorted(exc.extra_fields))}"
+        return (
+            f"unknown key(s): {', '.join(_hinted(key, exc.cl) for key in sorted(exc.extra_fields))}"
+        )
     message = str(exc)
     if message.startswith("expected "):
         return message

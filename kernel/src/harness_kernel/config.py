@@ -153,7 +153,8 @@ class HarnessConfig:
             "logging": {
                 "level": self.logging.level,
                 "sinks": [
-                    {"plugin": s.plugin, "level": s.level, "options": dict(s.options)} for s in _sinks(self.logging)
+                    {"plugin": s.plugin, "level": s.level, "options": dict(s.options)}
+                    for s in _sinks(self.logging)
                 ],
                 "redact": list(self.logging.redact),
                 "redact_keys": list(self.logging.redact_keys),
@@ -196,7 +197,8 @@ class HarnessConfig:
                 "redact": list(self.logging.redact),
                 "redact_keys": list(self.logging.redact_keys),
                 "sinks": [
-                    {"plugin": s.plugin, "level": s.level, "options": _options(s)} for s in _sinks(self.logging)
+                    {"plugin": s.plugin, "level": s.level, "options": _options(s)}
+                    for s in _sinks(self.logging)
                 ],
             },
             "error_policy": converter.unstructure(self.error_policy),
@@ -372,7 +374,9 @@ def load_config(
     if "agent" in top:
         obj = _import(top["agent"], base, "agent", errors, attribute="required")
         if obj is not None and not isinstance(obj, Agent):
-            errors.append(f"agent: '{top['agent']}' is a {type(obj).__name__}, not an agent made by define_agent(...)")
+            errors.append(
+                f"agent: '{top['agent']}' is a {type(obj).__name__}, not an agent made by define_agent(...)"
+            )
         elif obj is not None:
             agent = obj
 
@@ -386,11 +390,19 @@ def load_config(
     else:
         found: list[str] = []
         choices = resolve_choices(
-            registry, agent=agent, providers=top.get("providers", [{"plugin": "scripted"}]),
-            default_model=top.get("default_model", "scripted/echo"), storage=top.get("storage", {"plugin": "memory"}),
-            sandbox=top.get("sandbox", {"plugin": "noop"}), logging=top.get("logging", {}),
-            error_policy=top.get("error_policy", {}), tool_options=_tool_options(top.get("tools", {}), errors),
-            plugins=objects, strict_plugins=strict, autoload_plugins=autoload, errors=found,
+            registry,
+            agent=agent,
+            providers=top.get("providers", [{"plugin": "scripted"}]),
+            default_model=top.get("default_model", "scripted/echo"),
+            storage=top.get("storage", {"plugin": "memory"}),
+            sandbox=top.get("sandbox", {"plugin": "noop"}),
+            logging=top.get("logging", {}),
+            error_policy=top.get("error_policy", {}),
+            tool_options=_tool_options(top.get("tools", {}), errors),
+            plugins=objects,
+            strict_plugins=strict,
+            autoload_plugins=autoload,
+            errors=found,
         )
         errors.extend(_without_consequences(split_unknown(found), meant))
 
@@ -401,7 +413,11 @@ def load_config(
     if errors or choices is None:
         raise ConfigFileError(source, errors or ["the configuration could not be resolved"])
     return HarnessConfig(
-        path=file, agent_ref=top["agent"], choices=choices, plugin_modules=tuple(modules), grace_period=float(grace)
+        path=file,
+        agent_ref=top["agent"],
+        choices=choices,
+        plugin_modules=tuple(modules),
+        grace_period=float(grace),
     )
 
 

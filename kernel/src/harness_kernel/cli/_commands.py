@@ -66,7 +66,9 @@ async def send(args: argparse.Namespace) -> int:
             return status_code(outcome)
         session = await store.get_or_create(args.session, **args.labels)
         # The run's outcome is reported once, by _report, after the stream.
-        printer = EventPrinter(store.agent.name, sys.stdout, sys.stderr, prefix=False, outcome=False)
+        printer = EventPrinter(
+            store.agent.name, sys.stdout, sys.stderr, prefix=False, outcome=False
+        )
         with trio.CancelScope() as scope, trio.open_signal_receiver(signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
 
@@ -369,7 +371,9 @@ async def approvals_resolve(args: argparse.Namespace) -> int:
                 f"no pending approval '{args.approval}' in session '{args.session}'"
             )
         # The run's outcome is reported once, by _report, after the stream.
-        printer = EventPrinter(store.agent.name, sys.stdout, sys.stderr, prefix=False, outcome=False)
+        printer = EventPrinter(
+            store.agent.name, sys.stdout, sys.stderr, prefix=False, outcome=False
+        )
 
         async def act() -> RunResult | None:
             if args.action == "approve":
@@ -443,7 +447,9 @@ def config_check(args: argparse.Namespace) -> int:
         sys.stderr.write(f"warning: {line}\n")
     if missing:
         count = f"{len(missing)} warning{'s' if len(missing) > 1 else ''}"
-        sys.stderr.write(f"{args.config}: configuration is valid ({count}; --strict fails on them)\n")
+        sys.stderr.write(
+            f"{args.config}: configuration is valid ({count}; --strict fails on them)\n"
+        )
     else:
         sys.stderr.write(f"{args.config}: configuration is valid\n")
     return EXIT_OK
