@@ -9,7 +9,7 @@ on Hypercorn's trio worker, both from the ``server`` extra
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 
 from harness_kernel.errors import HarnessError
 
