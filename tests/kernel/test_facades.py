@@ -51,4 +51,3 @@ def test_a_facade_takes_the_trio_parameters(facade: ModuleType, name: str) -> No
         expected = _parameters(inspect.getattr_static(trio_cls, member))
         actual = _parameters(inspect.getattr_static(facade_cls, member))
         assert actual == expected, f"{facade.__name__}.{name}.{member}"
-
