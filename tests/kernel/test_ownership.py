@@ -16,8 +16,8 @@ from harness_kernel import (
     define_agent,
     tool,
 )
-from harness_kernel.errors import OwnerTimeout, SessionReplaced, StorageError
-from harness_kernel.testing import Reply, ScriptedProvider, ToolCall
+from harness_kernel.errors import ConfigError, OwnerTimeout, SessionReplaced, StorageError
+from harness_kernel.testing import Reply, ScriptedProvider, ToolCall, trio_lease_clock
 
 FAST = {"lease_ttl": 1.0, "poll_interval": 0.05}
 
@@ -228,3 +228,42 @@ async def test_after_the_owner_dies_its_lease_expires_and_another_store_takes_ov
         assert result.status == "completed"
     events = await storage.read("s1")
     assert [e.payload.outcome for e in events if e.type == "tool.finished"] == ["in_doubt"]
+
+
+async def test_a_lease_clock_driven_by_trio_lets_mock_time_expire_a_lease(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With ``lease_clock=trio_lease_clock()``, leases follow trio's clock: under MockClock
+    a dead owner's 30 s lease expires in mock time and B takes over (with the default
+    ``time.time`` clock no wall-clock time would pass and B would time out)."""
+    storage = Freezable()
+    clock = trio_lease_clock()
+    timing = {"lease_ttl": 30.0, "poll_interval": 0.5, "owner_timeout": 60.0, "lease_clock": clock}
+    async with store(storage, **timing) as b:
+        with trio.CancelScope() as dead:
+            async with store(storage, **timing) as a:
+                session_a = await a.create("s1")
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(session_a.send, "slow:never")
+                    await trio.sleep(1)
+                    storage.frozen = True
+                    dead.cancel()
+        storage.frozen = False
+        record = await storage.load("s1")
+        assert record is not None
+        assert record.lease is not None
+        assert record.lease.expires_at > clock()
+        session_b = await b.get_or_create("s1")
+        started = trio.current_time()
+        result = await session_b.send("anyone there?")
+        assert result.status == "completed"
+        assert trio.current_time() - started < 60
+        assert clock() >= record.lease.expires_at
+    events = await storage.read("s1")
+    assert [e.payload.outcome for e in events if e.type == "tool.finished"] == ["in_doubt"]
+
+
+async def test_a_lease_clock_must_be_callable() -> None:
+    with pytest.raises(ConfigError, match="lease_clock"):
+        async with store(MemoryStorage(), lease_clock=12.0):
+            pass

@@ -461,7 +461,7 @@ class SessionLog:
                     isinstance(lease, Lease)
                     and held is not None
                     and held.owner != owner
-                    and held.live(time.time())
+                    and held.live(self._rt.lease_clock())
                 ):
                     raise LeaseHeld(held) from None
                 self._record = stored

@@ -41,12 +41,12 @@ class Ownership:
         self._log = log
 
     def _mine(self) -> Lease:
-        return Lease(self._rt.owner, HOST, os.getpid(), time.time() + self._rt.lease_ttl)
+        return Lease(self._rt.owner, HOST, os.getpid(), self._rt.lease_clock() + self._rt.lease_ttl)
 
     def other_owner(self) -> Lease | None:
         """The live lease of another store, as this store last read the record."""
         held = self._log.record.lease
-        if held is not None and held.owner != self._rt.owner and held.live(time.time()):
+        if held is not None and held.owner != self._rt.owner and held.live(self._rt.lease_clock()):
             return held
         return None
 

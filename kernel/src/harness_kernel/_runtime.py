@@ -8,7 +8,8 @@ the subscribers of store events.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -169,6 +170,8 @@ class Runtime:
     owner: str = ""
     """This store's identity in leases: host, pid and a random part."""
     lease_ttl: float = 30.0
+    lease_clock: Callable[[], float] = time.time
+    """Epoch seconds for leases: taking, renewing and judging one expired."""
     poll_interval: float = 0.5
     owner_timeout: float = 300.0
     storage_checks_incarnation: bool = True

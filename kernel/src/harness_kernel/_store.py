@@ -9,7 +9,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
 
@@ -372,6 +372,7 @@ async def create_session_store(
     lease_ttl: float = 30.0,
     poll_interval: float = 0.5,
     owner_timeout: float = 300.0,
+    lease_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[SessionStore]:
     """Open a session store; closing the ``async with`` closes it (``aclose``).
 
@@ -387,7 +388,10 @@ async def create_session_store(
     One store runs a session at a time: it holds a lease of ``lease_ttl`` seconds,
     renewed while the run lives. Another store acting on that session appends control
     events the owner reads every ``poll_interval`` seconds, and waits up to
-    ``owner_timeout`` seconds for the owner's answer (``OwnerTimeout``).
+    ``owner_timeout`` seconds for the owner's answer (``OwnerTimeout``). ``lease_clock``
+    gives the epoch seconds leases are written and judged by (``time.time``); every
+    store on one storage must share it. Tests pass one driven by trio's clock (see
+    ``harness_kernel.testing.trio_lease_clock``) so a ``MockClock`` expires leases.
     """
     require_trio("create_session_store")
     for name, value in (
@@ -403,6 +407,10 @@ async def create_session_store(
             or value <= 0
         ):
             raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}")
+    if not callable(lease_clock):
+        raise ConfigError(
+            f"lease_clock: expected a callable returning epoch seconds, got {lease_clock!r}"
+        )
     if poll_interval * 3 > lease_ttl:
         raise ConfigError(
             "poll_interval: must be at most a third of lease_ttl (the lease is renewed between polls)"
@@ -441,6 +449,7 @@ async def create_session_store(
                 grace=grace_period,
                 owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
                 lease_ttl=lease_ttl,
+                lease_clock=lease_clock,
                 poll_interval=poll_interval,
                 owner_timeout=owner_timeout,
                 storage_checks_incarnation="incarnation"
