@@ -326,6 +326,7 @@ _LIFECYCLE_HOOKS = (
     "run_finished",
     "before_model_call",
     "after_model_call",
+    "before_provider_request",
     "before_tool_call",
     "after_tool_call",
     "on_event",

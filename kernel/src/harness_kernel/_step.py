@@ -20,6 +20,7 @@ import trio
 from ._agent import InstructionsContext
 from ._log import Outlet, SessionLog
 from ._logging import shape
+from ._outbound import model_call
 from ._policy import sanitize
 from ._records import (
     ApprovalRequested,
@@ -279,7 +280,10 @@ class Step:
             assembly = _Assembly()
             run.partial_text = assembly.text
             try:
-                async with _aclosing(provider.stream(request)) as events:
+                async with (
+                    model_call(rt.hooks, log.disabled_hooks, log.id, run.id, run.model),
+                    _aclosing(provider.stream(request)) as events,
+                ):
                     async for event in events:
                         assembly.feed(event)
                         if isinstance(
@@ -362,7 +366,10 @@ class Step:
             "", model, messages=(*history, Message.user(question)), tools=False
         )
         assembly = _Assembly()
-        async with _aclosing(provider.stream(request)) as events:
+        async with (
+            model_call(self._rt.hooks, self._log.disabled_hooks, self._log.id, "", model),
+            _aclosing(provider.stream(request)) as events,
+        ):
             async for event in events:
                 assembly.feed(event)
         return "".join(assembly.text)

@@ -27,6 +27,7 @@ __all__ = [
     "after_model_call",
     "after_tool_call",
     "before_model_call",
+    "before_provider_request",
     "before_tool_call",
     "classify_error",
     "harness_kernel_log_sinks",
@@ -188,6 +189,31 @@ def after_model_call(
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.1 ``usage`` and ``finish_reason`` (for tracing).
+    """
+
+
+@hookspec
+def before_provider_request(
+    session_id: str,
+    run_id: str,
+    model: str,
+    provider: str,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+) -> Awaitable[None] | None:
+    """A provider is about to send an HTTP request for a model call. Observer that may
+    add headers: entries it puts in ``headers`` (a mutable dict, empty at first) are
+    sent with the request; the provider's own headers win over them.
+
+    Called by ``harness_kernel.http.SSETransport`` (the transport of the OpenAI and
+    Anthropic plugins) once per request, retries included, in the task streaming the
+    model call. ``model`` is the model ref (``openai/gpt-4.1``), ``provider`` the
+    provider's namespace; ``run_id`` is ``""`` for a side question (``btw``). Tracing
+    uses it to send W3C trace context (``traceparent``). A provider that does not use
+    the kernel's HTTP transport does not call it.
+
+    .. versionadded:: 0.1
     """
 
 

@@ -12,7 +12,9 @@ owns what every streaming provider needs and gets wrong in its own way:
 - HTTP errors become the kernel's ``ProviderError`` classes (see ``error_for``), with
   ``Retry-After`` and rate-limit reset headers turned into ``retry_after`` seconds;
 - every message that reaches an exception passes through ``scrub``: configured secrets
-  and key-shaped strings are cut out, so an API key never lands in an error or a log.
+  and key-shaped strings are cut out, so an API key never lands in an error or a log;
+- during a model call, the headers ``before_provider_request`` hooks add (W3C trace
+  context) are sent along.
 
 The provider plugins of this repository (``openai``, ``anthropic``) share it; a third
 party may use it too.
@@ -34,6 +36,7 @@ import attrs
 import httpx
 import trio
 
+from .._outbound import request_headers
 from .._secrets import mask_key_shapes, mask_values
 from ..errors import (
     AuthenticationFailed,
@@ -400,6 +403,10 @@ class SSETransport:
         connections and oversized responses. The events end when the response does.
         """
         deadline = trio.current_time() + self.timeout if self.timeout is not None else math.inf
+        added = await request_headers(self.provider, "POST", str(self.client.base_url.join(path)))
+        if added:  # what plugins add (traceparent); the provider's own headers win
+            extra = {k: v for k, v in added.items() if k not in self.client.headers}
+            headers = {**extra, **(headers or {})}
         request = self.client.build_request("POST", path, json=body, headers=headers)
         response: httpx.Response | None = None
         with trio.move_on_at(deadline):

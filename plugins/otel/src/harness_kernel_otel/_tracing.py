@@ -15,7 +15,7 @@ from typing import Any, Final, final
 
 import attrs
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from harness_kernel import LogSink, ModelRequest, RunResult, ToolCallPart, Usage, hookimpl
@@ -229,6 +229,21 @@ class Tracing:
             )
         span.set_attributes(attributes)  # one call: each takes the span's lock
         span.end()
+
+    @hookimpl
+    def before_provider_request(self, run_id: str, headers: dict[str, str]) -> None:
+        """W3C trace context (``traceparent``, through the configured propagator) for the
+        provider's HTTP request: the model call's span, or the host's current span for
+        a call outside a traced run (a side question)."""
+        owner = _owners.get(run_id) if run_id else None
+        if (owner is not None and owner is not self) or "traceparent" in headers:
+            return  # the Tracing that owns the run sends it
+        spans = self._runs.get(run_id) if run_id else None
+        if spans is not None:
+            span = spans.model or spans.span
+            propagate.inject(headers, context=trace.set_span_in_context(span))
+        elif owner is None:
+            propagate.inject(headers, context=otel_context.get_current())
 
     # -- tool calls ------------------------------------------------------------
 
