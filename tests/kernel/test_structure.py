@@ -25,6 +25,8 @@ SESSION_NAMES = {
     "model", "model_override", "pending_approvals", "pending_suspensions", "queued_follow_ups", "resume",
     "revoke", "run_events", "runs", "send", "set_model", "state", "steer", "stream", "switch_mode",
     "update_state", "usage",
+    # metadata for people (docs/embedding.md, "Titles, tags and pins")
+    "pinned", "preview", "set_metadata", "tags", "title",
 }
 STORE_NAMES = {
     "aclose", "agent", "approve", "clear", "close", "closed", "create", "delete", "deny", "get",

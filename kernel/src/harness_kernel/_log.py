@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, final
 
 import attrs
@@ -20,6 +20,7 @@ import trio
 
 from ._display import DisplayState, DisplayStateChanged
 from ._fold import RunInfo, SessionFold, SnapshotInvalid
+from ._metadata import preview_from, title_from
 from ._records import (
     AbortRequested,
     ApprovalResolved,
@@ -172,6 +173,8 @@ class SessionLog:
         self._streaming: list[str] = []  # stream-only: the answer being streamed
         self._tool_buffers: dict[str, str] = {}  # stream-only: tool arguments being streamed
         self._state_cache: tuple[dict[str, Any], Any] | None = None
+        self._first_words: str | None = None  # a user message, while the title is empty
+        self._last_answer: str | None = None  # the latest answer this log folded
 
     @classmethod
     def created(cls, runtime: Runtime, record: SessionRecord) -> SessionLog:
@@ -326,6 +329,12 @@ class SessionLog:
         if added is not None:
             self._history.add(event.seq, added)
         payload = event.payload
+        if isinstance(payload, MessageAdded):
+            message = payload.message
+            if message.role == "assistant" and message.text:
+                self._last_answer = message.text
+            elif message.role == "user" and self._first_words is None and message.text:
+                self._first_words = message.text
         if isinstance(payload, RunFinished) or (
             isinstance(payload, MessageAdded) and payload.message.role == "assistant"
         ):
@@ -445,6 +454,7 @@ class SessionLog:
                     revision=base.revision + 1,
                     snapshot=fold.snapshot(),
                     lease=wanted,
+                    **self._described(base),
                 )
             else:
                 record = attrs.evolve(base, revision=base.revision + 1, lease=wanted)
@@ -471,6 +481,38 @@ class SessionLog:
             self._record = record
             return
         self.log.warning("record_save_gave_up", attempts=SAVE_RETRIES)
+
+    def _described(self, base: SessionRecord) -> dict[str, Any]:
+        """The derived metadata a save brings up to date: the preview of the last
+        answer, and a title from the first user message while there is none."""
+        changes: dict[str, Any] = {}
+        if not base.title and self._first_words is not None:
+            changes["title"] = title_from(self._first_words)
+        if self._last_answer is not None:
+            changes["preview"] = preview_from(self._last_answer)
+        return changes
+
+    async def set_metadata(self, changes: Mapping[str, Any]) -> SessionRecord:
+        """Write ``changes`` (title, tags, pinned) to the record: compare-and-swap on
+        ``revision``, retried on what another writer saved first."""
+        for _ in range(SAVE_RETRIES):
+            base = self._record
+            record = attrs.evolve(
+                base, revision=base.revision + 1, updated_at=time.time(), **changes
+            )
+            try:
+                await self._rt.storage.save(record, expected_revision=base.revision)
+            except (IncarnationMismatch, SessionNotFound) as exc:
+                raise self._replaced_error() from exc
+            except Conflict:
+                stored = await self._rt.storage.load(self.id)
+                if stored is None or (self.incarnation and stored.incarnation != self.incarnation):
+                    raise self._replaced_error() from None
+                self._record = stored
+                continue
+            self._record = record
+            return record
+        raise SessionConflict(f"session '{self.id}': its record kept changing; try again")
 
     # -- publishing ------------------------------------------------------------------
 

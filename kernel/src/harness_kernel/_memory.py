@@ -11,9 +11,16 @@ import attrs
 import trio
 
 from ._records import Event, SessionRecord
-from .contracts import LogSink, Page, SessionFilter, SessionStorage, StorageCapabilities
+from .contracts import (
+    ListOrder,
+    LogSink,
+    Page,
+    SessionFilter,
+    SessionStorage,
+    StorageCapabilities,
+)
 from .errors import Conflict, SessionExists, SessionNotFound
-from .storage import check_batch, check_incarnation, decode_cursor, encode_cursor, list_order_key
+from .storage import check_batch, check_incarnation, page_in_order
 
 __all__ = ["MemoryLogSink", "MemoryStorage"]
 
@@ -94,21 +101,18 @@ class MemoryStorage(SessionStorage):
         events = self._entry(session_id).events
         return events[-1].seq if events else 0
 
-    async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
+    async def list(
+        self,
+        filter: SessionFilter,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        order: ListOrder = "created",
+    ) -> Page:
         await trio.lowlevel.checkpoint()
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        records = sorted(
-            (e.record for e in self._entries.values() if filter.matches(e.record)),
-            key=list_order_key,
-            reverse=True,
+        return page_in_order(
+            (e.record for e in self._entries.values()), filter, limit, cursor, order
         )
-        if cursor is not None:
-            after = decode_cursor(cursor)
-            records = [r for r in records if list_order_key(r) < after]
-        page = records[:limit]
-        more = len(records) > limit
-        return Page(tuple(page), encode_cursor(page[-1]) if more else None)
 
     async def delete(self, session_id: str) -> bool:
         await trio.lowlevel.checkpoint()

@@ -310,6 +310,15 @@ class SessionRecord:
     """The folded state a loaded session needs (see ``SessionRecord`` above), as JSON-ready
     data the kernel reads back; ``None`` (or a snapshot that does not decode) makes the
     kernel fold the log instead."""
+    title: str = ""
+    """What people call the session: set by the host (``Session.set_metadata``), else
+    taken from the first user message; ``""`` until either happens."""
+    preview: str = ""
+    """The start of the last answer, for a listing."""
+    tags: tuple[str, ...] = ()
+    """Tags people gave the session (sorted, each once); listings filter on them."""
+    pinned: bool = False
+    """Pinned by people; listings filter on it."""
 
 
 @attrs.frozen

@@ -7,7 +7,7 @@ and a test pins the list.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, final
 
@@ -16,6 +16,7 @@ import trio
 from ._display import DisplayState
 from ._fold import ApprovalHandle, SuspensionHandle
 from ._log import Outlet
+from ._metadata import clean_tags, clean_title
 from ._records import (
     Event,
     GrantsChanged,
@@ -155,6 +156,50 @@ class Session:
     def display_state(self) -> DisplayState:
         """The UI snapshot, current after every event (see ``DisplayState``)."""
         return self._log.display_state
+
+    # -- metadata for people -------------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        """The title set by ``set_metadata``, else the start of the first user message
+        (once a run saved it); ``""`` before either."""
+        return self._log.record.title
+
+    @property
+    def preview(self) -> str:
+        """The start of the last answer, as saved at the end of a run."""
+        return self._log.record.preview
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._log.record.tags
+
+    @property
+    def pinned(self) -> bool:
+        return self._log.record.pinned
+
+    async def set_metadata(
+        self,
+        *,
+        title: str | None = None,
+        tags: Iterable[str] | None = None,
+        pinned: bool | None = None,
+    ) -> None:
+        """Rename, tag or pin the session (``None`` leaves a field as it is; ``title=""``
+        goes back to the derived title). Saved at once in the session record, so every
+        process and listing sees it; ``InvalidArgument`` for a bad value, nothing saved."""
+        self._runner.check_open()
+        changes: dict[str, Any] = {}
+        if title is not None:
+            changes["title"] = clean_title(title)
+        if tags is not None:
+            changes["tags"] = clean_tags(tags)
+        if pinned is not None:
+            if not isinstance(pinned, bool):
+                raise InvalidArgument("pinned must be true or false")
+            changes["pinned"] = pinned
+        if changes:
+            await self._log.set_metadata(changes)
 
     # -- runs --------------------------------------------------------------------------
 

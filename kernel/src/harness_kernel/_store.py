@@ -9,7 +9,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
 
@@ -18,6 +18,7 @@ import trio
 from ._agent import Agent
 from ._log import SessionLog
 from ._loopcheck import require_trio
+from ._metadata import clean_tags
 from ._plugins import HookRunner, PluginInfo, PluginRegistry
 from ._policy import ErrorPolicy
 from ._records import Message, Remember, RunResult, SessionRecord, new_id
@@ -26,7 +27,15 @@ from ._run import Runner
 from ._runtime import Hub, Loaded, Runtime, StoreEvent, validate_labels, validate_session_id
 from ._session import ApprovalHandle, RunStream, Session
 from .codec import converter
-from .contracts import LogSink, ModelProvider, Page, Sandbox, SessionFilter, SessionStorage
+from .contracts import (
+    ListOrder,
+    LogSink,
+    ModelProvider,
+    Page,
+    Sandbox,
+    SessionFilter,
+    SessionStorage,
+)
 from .errors import (
     ConfigError,
     HarnessError,
@@ -188,16 +197,36 @@ class SessionStore:
             return await self._open(await SessionLog.hydrate(self._rt, record), created=False)
 
     async def list(
-        self, limit: int = 50, cursor: str | None = None, *, agent: str | None = None, **labels: str
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        agent: str | None = None,
+        tags: Iterable[str] = (),
+        pinned: bool | None = None,
+        order: ListOrder = "created",
+        **labels: str,
     ) -> Page:
-        """A page of session records, newest first; ``labels`` and ``agent`` filter.
+        """A page of session records, newest first (``order="updated"``: most recently
+        updated first); ``labels``, ``agent``, ``tags`` (all of them) and ``pinned`` filter.
 
-        Pass ``page.next_cursor`` back for the next page (``None`` at the end).
+        Pass ``page.next_cursor`` back for the next page (``None`` at the end), with
+        the same ``order``.
         """
         self._check_open()
         if not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidArgument("limit must be between 1 and 1000")
-        return await self._rt.storage.list(SessionFilter(agent, dict(labels)), limit, cursor)
+        if order not in ("created", "updated"):
+            raise InvalidArgument("order must be 'created' or 'updated'")
+        if pinned is not None and not isinstance(pinned, bool):
+            raise InvalidArgument("pinned must be true, false or None")
+        wanted = SessionFilter(agent, dict(labels), clean_tags(tags), pinned)
+        storage = self._rt.storage
+        if order == "created":
+            return await storage.list(wanted, limit, cursor)
+        if "order" not in inspect.signature(storage.list).parameters:
+            raise InvalidArgument(f"{type(storage).__name__} lists sessions only by creation")
+        return await storage.list(wanted, limit, cursor, order=order)
 
     # -- conveniences that go through a session ------------------------------------
 

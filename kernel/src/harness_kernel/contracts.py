@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, NamedTuple, TypeAlias
+from typing import Any, ClassVar, Literal, NamedTuple, TypeAlias
 
 import attrs
 import trio
@@ -23,6 +23,7 @@ __all__ = [
     "ExecResult",
     "Finish",
     "LOG_LEVELS",
+    "ListOrder",
     "LogSink",
     "ModelEvent",
     "ModelProvider",
@@ -224,15 +225,31 @@ class WatchNotice(NamedTuple):
     last_seq: int
 
 
+def _tag_set(tags: Iterable[str]) -> frozenset[str]:
+    return frozenset(tags)
+
+
+ListOrder: TypeAlias = Literal["created", "updated"]
+"""The orders ``SessionStorage.list`` offers: newest ``created_at`` first (the contract's
+default), or most recently ``updated_at`` first; ties go by ``id`` descending."""
+
+
 @attrs.frozen
 class SessionFilter:
-    """What ``SessionStorage.list`` keeps: an agent name and labels that must all match."""
+    """What ``SessionStorage.list`` keeps: an agent name, labels and tags that must all
+    match, and ``pinned`` (``None``: either)."""
 
     agent: str | None = None
     labels: Mapping[str, str] = attrs.field(factory=dict)
+    tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tag_set)
+    pinned: bool | None = None
 
     def matches(self, record: SessionRecord) -> bool:
         if self.agent is not None and record.agent != self.agent:
+            return False
+        if self.pinned is not None and record.pinned != self.pinned:
+            return False
+        if self.tags and not self.tags.issubset(record.tags):
             return False
         return all(record.labels.get(k) == v for k, v in self.labels.items())
 
@@ -315,11 +332,20 @@ class SessionStorage(ABC):
         """
 
     @abstractmethod
-    async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
-        """A page of records matching ``filter``, in the contract's order.
+    async def list(
+        self,
+        filter: SessionFilter,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        order: ListOrder = "created",
+    ) -> Page:
+        """A page of records matching ``filter``, in the contract's order (``order``:
+        ``"created"``, or ``"updated"`` for most recently updated first).
 
         ``limit`` is at least 1. Raises ``ValueError`` for a cursor this backend did not
-        produce.
+        produce, or one from a listing in another order. A backend written before
+        ``order`` existed may omit the parameter: the store then refuses other orders.
         """
 
     @abstractmethod

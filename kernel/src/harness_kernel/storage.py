@@ -7,8 +7,8 @@
 - ``sortable_time``: ``created_at`` as a 64-bit integer whose order is the float's.
 - ``index_scopes`` / ``listing_scope``: index partitions for label and agent filters,
   so a listing reads one partition instead of every session.
-- ``list_order_key``, ``encode_cursor``, ``decode_cursor``: the contract's listing order
-  and an opaque cursor for it.
+- ``list_order_key``, ``encode_cursor``, ``decode_cursor``: the contract's listing orders
+  and an opaque cursor for each; ``page_in_order`` pages records read in any order.
 - ``json_bytes``, ``gc_paused``: writing the codec's JSON as UTF-8, and decoding large
   reads without the garbage collector walking the heap over and over.
 
@@ -23,14 +23,14 @@ import gc
 import hashlib
 import json
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from ._records import Event, SessionRecord
 from ._runtime import validate_session_id
 from .codec import dumps
-from .contracts import SessionFilter
+from .contracts import ListOrder, Page, SessionFilter
 from .errors import IncarnationMismatch
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "json_bytes",
     "list_order_key",
     "listing_scope",
+    "page_in_order",
     "sortable_time",
 ]
 
@@ -121,25 +122,57 @@ def listing_scope(filter: SessionFilter) -> str:
     return "all"
 
 
-def list_order_key(record: SessionRecord) -> tuple[float, str]:
-    """The contract's listing order is descending on this key."""
-    return (record.created_at, record.id)
+def list_order_key(record: SessionRecord, order: ListOrder = "created") -> tuple[float, str]:
+    """The contract's listing order (for ``order``) is descending on this key."""
+    return (record.updated_at if order == "updated" else record.created_at, record.id)
 
 
-def encode_cursor(record: SessionRecord) -> str:
-    """An opaque cursor naming the last item of a page (created_at, id)."""
-    raw = json.dumps([record.created_at, record.id], separators=(",", ":")).encode()
+def encode_cursor(record: SessionRecord, order: ListOrder = "created") -> str:
+    """An opaque cursor naming the last item of a page: its ``list_order_key``."""
+    key = list_order_key(record, order)
+    form: list[Any] = [key[0], key[1]] if order == "created" else [order, key[0], key[1]]
+    raw = json.dumps(form, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """The (created_at, id) a cursor names; ``ValueError`` if it is not one of ours."""
+def decode_cursor(cursor: str, order: ListOrder = "created") -> tuple[float, str]:
+    """The order key a cursor names; ``ValueError`` if it is not one of ours, or comes
+    from a listing in another order."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, session_id = json.loads(raw)
-        return float(created_at), str(session_id)
+        form = json.loads(raw)
+        if order != "created":
+            tag, *form = form
+            if tag != order:
+                raise ValueError("a cursor of another order")
+        value, session_id = form
+        return float(value), str(session_id)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid cursor {cursor!r}") from exc
+        raise ValueError(f"invalid cursor {cursor!r:.80}") from exc
+
+
+def page_in_order(
+    records: Iterable[SessionRecord],
+    filter: SessionFilter,
+    limit: int,
+    cursor: str | None,
+    order: ListOrder = "created",
+) -> Page:
+    """One page of the matches of ``filter`` among ``records``, in the contract's order:
+    for backends that read every candidate record anyway (``ValueError`` as ``list``)."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    after = decode_cursor(cursor, order) if cursor is not None else None
+    matches = sorted(
+        (r for r in records if filter.matches(r)),
+        key=lambda r: list_order_key(r, order),
+        reverse=True,
+    )
+    if after is not None:
+        matches = [r for r in matches if list_order_key(r, order) < after]
+    page = matches[:limit]
+    more = len(matches) > limit
+    return Page(tuple(page), encode_cursor(page[-1], order) if more else None)
 
 
 def json_bytes(payload: Any) -> bytes:

@@ -328,6 +328,96 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
         )
         checks.equal(none.items, (), "a label that matches nothing")
 
+    async with checks.case("metadata_for_people_round_trips"):
+        record = _record(sid("meta"), tag)
+        await storage.create(record)
+        described = attrs.evolve(
+            record,
+            revision=1,
+            title="Trip to Lyon — «plans»",
+            preview="Here is the plan: day 1…",
+            tags=("travel", "work"),
+            pinned=True,
+        )
+        await storage.save(described, expected_revision=0)
+        checks.equal(await storage.load(record.id), described, "record with metadata")
+
+    async with checks.case("list_filters_on_tags_and_pinned"):
+        mtag = f"{tag}-meta"
+        shapes = [
+            ((), False),
+            (("a",), False),
+            (("a", "b"), True),
+            (("b",), True),
+            (("a", "b"), False),
+        ]
+        made = []
+        for i, (tags, pinned) in enumerate(shapes):
+            rec = _record(
+                sid(f"m{i}"), mtag, created_at=3000.0 + i, revision=1, tags=tags, pinned=pinned
+            )
+            await storage.create(attrs.evolve(rec, revision=0, tags=(), pinned=False))
+            await storage.save(rec, expected_revision=0)  # metadata set after creation
+            made.append(rec)
+        newest_first = list(reversed(made))
+        labels = {"conformance_run": mtag}
+        wants: list[tuple[set[str], bool | None]] = [
+            ({"a"}, None),
+            ({"a", "b"}, None),
+            (set(), True),
+            ({"a"}, False),
+        ]
+        for wanted, flag in wants:
+            page = await storage.list(SessionFilter(labels=labels, tags=wanted, pinned=flag))
+            checks.equal(
+                [r.id for r in page.items],
+                [
+                    r.id
+                    for r in newest_first
+                    if wanted.issubset(r.tags) and flag in (None, r.pinned)
+                ],
+                f"tags {sorted(wanted)}, pinned {flag}",
+            )
+
+    if "order" in inspect.signature(storage.list).parameters:
+        async with checks.case("list_by_update_pages_cover_every_match_once"):
+            utag = f"{tag}-upd"
+            made = []
+            for i in range(7):
+                # Updated in another order than created; two share an updated_at.
+                rec = _record(sid(f"u{i}"), utag, created_at=4000.0 + i)
+                await storage.create(rec)
+                rec = attrs.evolve(rec, revision=1, updated_at=5000.0 + (i * 3 % 7) // 2)
+                await storage.save(rec, expected_revision=0)
+                made.append(rec)
+            expected = sorted(made, key=lambda r: (r.updated_at, r.id), reverse=True)
+            seen = []
+            cursor = None
+            for _ in range(10):
+                page = await storage.list(
+                    SessionFilter(labels={"conformance_run": utag}),
+                    limit=3,
+                    cursor=cursor,
+                    order="updated",
+                )
+                seen.extend(page.items)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            checks.equal([r.id for r in seen], [r.id for r in expected], "ids across pages")
+            opening = await storage.list(
+                SessionFilter(labels={"conformance_run": utag}), limit=2, order="updated"
+            )
+            if opening.next_cursor is not None:
+                await checks.raises(
+                    ValueError,
+                    storage.list(
+                        SessionFilter(labels={"conformance_run": utag}),
+                        limit=2,
+                        cursor=opening.next_cursor,
+                    ),
+                )
+
     async with checks.case("list_refuses_a_foreign_cursor"):
         await checks.raises(
             ValueError, storage.list(SessionFilter(), limit=2, cursor="not-a-cursor!")

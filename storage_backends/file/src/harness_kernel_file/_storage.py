@@ -42,9 +42,21 @@ from harness_kernel.codec import (
     encode_record,
     loads,
 )
-from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
+from harness_kernel.contracts import (
+    ListOrder,
+    Page,
+    SessionFilter,
+    SessionStorage,
+    StorageCapabilities,
+)
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
-from harness_kernel.storage import check_batch, check_incarnation, gc_paused, json_bytes
+from harness_kernel.storage import (
+    check_batch,
+    check_incarnation,
+    gc_paused,
+    json_bytes,
+    page_in_order,
+)
 
 from ._names import (
     encode_id,
@@ -477,9 +489,27 @@ class FileStorage(SessionStorage):
 
     # -- listing --------------------------------------------------------------------
 
-    def _list(self, filter: SessionFilter, limit: int, cursor: str | None) -> Page:
+    def _list_by_update(self, filter: SessionFilter, limit: int, cursor: str | None, order: ListOrder) -> Page:
+        # The index is kept in creation order only: every record of the partition is read.
+        try:
+            names = os.listdir(self._index / listing_scope(filter))
+        except FileNotFoundError:
+            names = []
+        records: list[SessionRecord] = []
+        for name in names:
+            parsed = entry_session(name)
+            if parsed is None:
+                continue
+            record = self._read_record(self._sessions / encode_id(parsed[1]))
+            if record is not None and record.id == parsed[1] and sortable_time(record.created_at) == parsed[0]:
+                records.append(record)
+        return page_in_order(records, filter, limit, cursor, order)
+
+    def _list(self, filter: SessionFilter, limit: int, cursor: str | None, order: ListOrder = "created") -> Page:
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        if order != "created":
+            return self._list_by_update(filter, limit, cursor, order)
         after = parse_cursor(cursor) if cursor is not None else None
         try:
             names = os.listdir(self._index / listing_scope(filter))
@@ -528,8 +558,10 @@ class FileStorage(SessionStorage):
     async def last_seq(self, session_id: str) -> int:
         return await self._run(self._last_seq, session_id)
 
-    async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
-        return await self._run(self._list, filter, limit, cursor)
+    async def list(
+        self, filter: SessionFilter, limit: int = 50, cursor: str | None = None, *, order: ListOrder = "created"
+    ) -> Page:
+        return await self._run(self._list, filter, limit, cursor, order)
 
     async def delete(self, session_id: str) -> bool:
         return await self._run(self._delete, session_id)

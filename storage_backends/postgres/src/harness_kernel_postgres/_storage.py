@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, TypeVar
 
+import attrs
 import psycopg
 import trio
 from psycopg import errors as pg_errors
@@ -40,6 +41,7 @@ from harness_kernel.codec import (
     loads,
 )
 from harness_kernel.contracts import (
+    ListOrder,
     Page,
     SessionFilter,
     SessionStorage,
@@ -47,7 +49,13 @@ from harness_kernel.contracts import (
     WatchNotice,
 )
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
-from harness_kernel.storage import check_batch, check_incarnation, gc_paused
+from harness_kernel.storage import (
+    check_batch,
+    check_incarnation,
+    decode_cursor,
+    encode_cursor,
+    gc_paused,
+)
 
 from ._schema import migrate
 from ._watch import Watch
@@ -235,7 +243,9 @@ class _Sql:
         self.notify = q("SELECT pg_notify(%s, json_build_array(%s::text, 0)::text)")
         self.schema = schema
 
-    def listing(self, filter: SessionFilter, after: tuple[float, str] | None, limit: int) -> tuple[bytes, list[Any]]:
+    def listing(
+        self, filter: SessionFilter, after: tuple[float, str] | None, limit: int, order: ListOrder = "created"
+    ) -> tuple[bytes, list[Any]]:
         params: list[Any] = []
         where: list[str] = []
         labels = sorted(filter.labels.items())
@@ -257,13 +267,24 @@ class _Sql:
         if filter.agent is not None:
             where.append("s.agent = %s")
             params.append(_plain(filter.agent))
+        # The metadata for people is read from the record itself (no column, no index):
+        # records written before it existed have none, which reads as untagged, unpinned.
+        for tag in sorted(filter.tags):
+            where.append("EXISTS (SELECT 1 FROM json_array_elements_text(s.record::json -> 'tags') t WHERE t = %s)")
+            params.append(_plain(tag))
+        if filter.pinned is not None:
+            where.append("COALESCE((s.record::json ->> 'pinned')::boolean, false) = %s")
+            params.append(filter.pinned)
+        # Sorting by updated_at: the cursor carries the value the server read, so the
+        # next page compares it with the same parse of the same text.
+        key = order_created if order == "created" else "(s.record::json ->> 'updated_at')::float8"
         if after is not None:
-            where.append(f"({order_created}, {order_id}) < (%s, %s)")
+            where.append(f"({key}, {order_id}) < (%s, %s)")
             params += list(after)
         template = (
-            f"SELECT s.record FROM {source}"
+            f"SELECT s.record, {key} FROM {source}"
             + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" ORDER BY {order_created} DESC, {order_id} DESC LIMIT %s"
+            + f" ORDER BY {key} DESC, {order_id} DESC LIMIT %s"
         )
         statement = sql.SQL(template).format(s=sql.Identifier(self.schema)).as_bytes(None)
         return statement, [*params, limit + 1]
@@ -496,11 +517,12 @@ class PostgresStorage(SessionStorage):
     @staticmethod
     def _list(
         q: _Sql, conn: psycopg.Connection, retried: bool, filter: SessionFilter, limit: int,
-        after: tuple[float, str] | None,
-    ) -> tuple[list[SessionRecord], bool]:
-        statement, params = q.listing(filter, after, limit)
+        after: tuple[float, str] | None, order: ListOrder = "created",
+    ) -> tuple[list[SessionRecord], bool, float | None]:
+        statement, params = q.listing(filter, after, limit, order)
         rows = conn.execute(statement, params).fetchall()
-        return [_record(row[0]) for row in rows[:limit]], len(rows) > limit
+        last_key = float(rows[limit - 1][1]) if len(rows) > limit else None
+        return [_record(row[0]) for row in rows[:limit]], len(rows) > limit, last_key
 
     @staticmethod
     def _delete(q: _Sql, conn: psycopg.Connection, retried: bool, session_id: str, channel: str) -> bool:
@@ -546,12 +568,21 @@ class PostgresStorage(SessionStorage):
         validate_session_id(session_id)
         return await self._run(self._last_seq, session_id)
 
-    async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
+    async def list(
+        self, filter: SessionFilter, limit: int = 50, cursor: str | None = None, *, order: ListOrder = "created"
+    ) -> Page:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        after = _decode_cursor(cursor) if cursor is not None else None
-        records, more = await self._run(self._list, filter, limit, after)
-        next_cursor = _encode_cursor(records[-1].created_at, records[-1].id) if more else None
+        if order == "created":
+            after = _decode_cursor(cursor) if cursor is not None else None
+        else:
+            after = decode_cursor(cursor, order) if cursor is not None else None
+        records, more, last_key = await self._run(self._list, filter, limit, after, order)
+        next_cursor = None
+        if more and order == "created":
+            next_cursor = _encode_cursor(records[-1].created_at, records[-1].id)
+        elif more and last_key is not None:
+            next_cursor = encode_cursor(attrs.evolve(records[-1], updated_at=last_key), order)
         return Page(tuple(records), next_cursor)
 
     async def delete(self, session_id: str) -> bool:

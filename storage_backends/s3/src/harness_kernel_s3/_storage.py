@@ -35,7 +35,13 @@ from harness_kernel.codec import (
     encode_record,
     loads,
 )
-from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
+from harness_kernel.contracts import (
+    ListOrder,
+    Page,
+    SessionFilter,
+    SessionStorage,
+    StorageCapabilities,
+)
 from harness_kernel.errors import (
     ConfigError,
     Conflict,
@@ -43,7 +49,13 @@ from harness_kernel.errors import (
     SessionNotFound,
     StorageError,
 )
-from harness_kernel.storage import check_batch, check_incarnation, json_bytes
+from harness_kernel.storage import (
+    check_batch,
+    check_incarnation,
+    decode_cursor,
+    json_bytes,
+    page_in_order,
+)
 
 from ._client import S3Client, error_code, is_missing, is_precondition_failed
 from ._keys import encode_id, index_scopes, listing_scope, order_key, parse_order_key, seq_name
@@ -537,10 +549,14 @@ class S3Storage(SessionStorage):
         generation = await self._generation(session_id, enc)
         return (await self._catch_up(session_id, enc, generation)).last_seq
 
-    async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
+    async def list(
+        self, filter: SessionFilter, limit: int = 50, cursor: str | None = None, *, order: ListOrder = "created"
+    ) -> Page:
         await self._check_open()
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        if order != "created":
+            return await self._list_by_update(filter, limit, cursor, order)
         if cursor is not None and (not isinstance(cursor, str) or parse_order_key(cursor) is None):
             raise ValueError(f"invalid cursor {cursor!r:.80}: pass back a next_cursor from this storage")
         prefix = f"{self._prefix}index/{listing_scope(filter)}/"
@@ -569,6 +585,23 @@ class S3Storage(SessionStorage):
             params["ContinuationToken"] = response["NextContinuationToken"]
         page = found[:limit]
         return Page(tuple(r for _, r in page), page[-1][0] if len(found) > limit else None)
+
+    async def _list_by_update(self, filter: SessionFilter, limit: int, cursor: str | None, order: ListOrder) -> Page:
+        # The index is kept in creation order only: every record of the partition is read.
+        if cursor is not None:
+            decode_cursor(cursor, order)  # a bad cursor fails before any request
+        prefix = f"{self._prefix}index/{listing_scope(filter)}/"
+        names = [key[len(prefix) :] for key in await self._list_keys(prefix)]
+        candidates = [(name, parsed[1]) for name in names if (parsed := parse_order_key(name))]
+        documents = await self._get_many([self._record_key(encode_id(sid)) for _, sid in candidates], _read_json)
+        records = []
+        for (name, session_id), document in zip(candidates, documents, strict=True):
+            if document is None:
+                continue  # an entry left by a crashed create or delete
+            record = _record_of(document)
+            if record.id == session_id and order_key(record.created_at, record.id) == name:
+                records.append(record)
+        return page_in_order(records, filter, limit, cursor, order)
 
     async def delete(self, session_id: str) -> bool:
         await self._check_open()

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
+import attrs
 import trio
 
 from harness_kernel import Event, SessionRecord, validate_session_id
@@ -30,9 +31,21 @@ from harness_kernel.codec import (
     encode_record,
     loads,
 )
-from harness_kernel.contracts import Page, SessionFilter, SessionStorage, StorageCapabilities
+from harness_kernel.contracts import (
+    ListOrder,
+    Page,
+    SessionFilter,
+    SessionStorage,
+    StorageCapabilities,
+)
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
-from harness_kernel.storage import check_batch, check_incarnation, gc_paused
+from harness_kernel.storage import (
+    check_batch,
+    check_incarnation,
+    decode_cursor,
+    encode_cursor,
+    gc_paused,
+)
 
 from ._schema import migrate
 
@@ -275,8 +288,12 @@ class SqliteStorage(SessionStorage):
 
     @staticmethod
     def _list(
-        conn: sqlite3.Connection, filter: SessionFilter, limit: int, after: tuple[float, str] | None
-    ) -> tuple[list[SessionRecord], bool]:
+        conn: sqlite3.Connection,
+        filter: SessionFilter,
+        limit: int,
+        after: tuple[float, str] | None,
+        order: ListOrder = "created",
+    ) -> tuple[list[SessionRecord], bool, float | None]:
         params: list[Any] = []
         where: list[str] = []
         labels = sorted(filter.labels.items())
@@ -298,16 +315,28 @@ class SqliteStorage(SessionStorage):
         if filter.agent is not None:
             where.append("s.agent = ?")
             params.append(_text(filter.agent))
+        # The metadata for people is read from the record itself (no column, no index):
+        # records written before it existed have none, which reads as untagged, unpinned.
+        for tag in sorted(filter.tags):
+            where.append("EXISTS (SELECT 1 FROM json_each(s.record, '$.tags') t WHERE t.value = ?)")
+            params.append(_text(tag))
+        if filter.pinned is not None:
+            where.append("COALESCE(json_extract(s.record, '$.pinned'), 0) = ?")
+            params.append(int(filter.pinned))
+        # Sorting by updated_at: the cursor carries the value SQLite read, so the next
+        # page compares it with the same parse of the same text.
+        key = order_created if order == "created" else "json_extract(s.record, '$.updated_at')"
         if after is not None:
-            where.append(f"({order_created}, {order_id}) < (?, ?)")
+            where.append(f"({key}, {order_id}) < (?, ?)")
             params += list(after)
         sql = (
-            f"SELECT s.record FROM {source}"
+            f"SELECT s.record, {key} FROM {source}"
             + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" ORDER BY {order_created} DESC, {order_id} DESC LIMIT ?"
+            + f" ORDER BY {key} DESC, {order_id} DESC LIMIT ?"
         )
         rows = conn.execute(sql, [*params, limit + 1]).fetchall()
-        return [_record(row[0]) for row in rows[:limit]], len(rows) > limit
+        last_key = float(rows[limit - 1][1]) if len(rows) > limit else None
+        return [_record(row[0]) for row in rows[:limit]], len(rows) > limit, last_key
 
     @staticmethod
     def _delete(conn: sqlite3.Connection, session_id: str) -> bool:
@@ -342,12 +371,26 @@ class SqliteStorage(SessionStorage):
     async def last_seq(self, session_id: str) -> int:
         return await self._run(self._last_seq, session_id)
 
-    async def list(self, filter: SessionFilter, limit: int = 50, cursor: str | None = None) -> Page:
+    async def list(
+        self,
+        filter: SessionFilter,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        order: ListOrder = "created",
+    ) -> Page:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        after = _decode_cursor(cursor) if cursor is not None else None
-        records, more = await self._run(self._list, filter, limit, after)
-        next_cursor = _encode_cursor(records[-1].created_at, records[-1].id) if more else None
+        if order == "created":
+            after = _decode_cursor(cursor) if cursor is not None else None
+        else:
+            after = decode_cursor(cursor, order) if cursor is not None else None
+        records, more, last_key = await self._run(self._list, filter, limit, after, order)
+        next_cursor = None
+        if more and order == "created":
+            next_cursor = _encode_cursor(records[-1].created_at, records[-1].id)
+        elif more and last_key is not None:
+            next_cursor = encode_cursor(attrs.evolve(records[-1], updated_at=last_key), order)
         return Page(tuple(records), next_cursor)
 
     async def delete(self, session_id: str) -> bool:
