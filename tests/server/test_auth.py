@@ -28,6 +28,7 @@ SEES = {
 }
 ENDPOINTS = (
     ("GET", ""),
+    ("PATCH", ""),
     ("GET", "/runs"),
     ("GET", "/history"),
     ("GET", "/display"),
@@ -39,7 +40,7 @@ ENDPOINTS = (
     ("GET", "/runs/run_none/events"),
     ("POST", "/approvals/apr_none/approve"),
 )
-BODIES = {"/btw": {"question": "q"}, "/follow-ups": {"text": "later"}}
+BODIES = {"/btw": {"question": "q"}, "/follow-ups": {"text": "later"}, "": {"pinned": False}}
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ def create_app(config: HarnessConfig, settings: ServerSettings | None = None) ->
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "DELETE"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
                 allow_headers=["authorization", "x-api-key", "content-type", "last-event-id"],
                 expose_headers=["harness-run-id"],
             ),

@@ -29,6 +29,7 @@ from ._views import (
     EventList,
     Health,
     HistoryPage,
+    MetadataBody,
     QueueBody,
     Queued,
     ResumeBody,
@@ -158,8 +159,24 @@ async def list_sessions(call: Call) -> Response:
         if labels.get(key, value) != value:
             return answer(SessionPage(()))
         labels[key] = value
+    clash = sorted(set(labels) & {"agent", "tags", "pinned", "order"})
+    if clash:
+        raise InvalidArgument(f"label filter '{clash[0]}' cannot be listed by: rename that label")
+    pinned = {None: None, "true": True, "false": False}.get(query.get("pinned"), "bad")
+    if pinned == "bad":
+        raise InvalidArgument("pinned must be true or false")
+    order = query.get("order", "created")
+    if order not in ("created", "updated"):
+        raise InvalidArgument("order must be 'created' or 'updated'")
     try:
-        page = await call.service.store.list(limit, query.get("cursor") or None, **labels)
+        page = await call.service.store.list(
+            limit,
+            query.get("cursor") or None,
+            tags=query.getlist("tag"),
+            pinned=pinned,  # type: ignore[arg-type]
+            order=order,  # type: ignore[arg-type]
+            **labels,
+        )
     except HarnessError:
         raise
     except (ValueError, KeyError, TypeError) as exc:  # a backend that misreads a bad cursor
@@ -176,6 +193,10 @@ async def list_sessions(call: Call) -> Response:
             r.model,
             r.usage,
             r.last_seq,
+            r.title,
+            r.preview,
+            r.tags,
+            r.pinned,
         )
         for r in page.items
     )
@@ -190,6 +211,13 @@ def _integer(text: str, name: str) -> int:
 
 async def get_session(call: Call) -> Response:
     return answer(call.service.view(await call.session()))
+
+
+async def update_session(call: Call) -> Response:
+    body: MetadataBody = call.body
+    session = await call.session()
+    await session.set_metadata(title=body.title, tags=body.tags, pinned=body.pinned)
+    return answer(call.service.view(session))
 
 
 async def delete_session(call: Call) -> Response:
@@ -353,7 +381,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/v1/sessions",
         "list_sessions",
-        "List sessions, newest first",
+        "List sessions, newest first (or by last update)",
         list_sessions,
         response=SessionPage,
         query=(
@@ -364,6 +392,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 {"type": "array", "items": {"type": "string"}},
                 "key:value, repeatable; all must match",
             ),
+            Param(
+                "tag",
+                {"type": "array", "items": {"type": "string"}},
+                "a tag, repeatable; sessions with all of them",
+            ),
+            Param("pinned", {"enum": ["true", "false"]}, "only pinned (or only unpinned) sessions"),
+            Param(
+                "order",
+                {"enum": ["created", "updated"]},
+                "newest created first (default), or most recently updated first",
+            ),
         ),
     ),
     Endpoint(
@@ -373,6 +412,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "A session's settings, current run and pending items",
         get_session,
         response=SessionView,
+    ),
+    Endpoint(
+        "PATCH",
+        S,
+        "update_session",
+        "Rename, tag or pin a session",
+        update_session,
+        MetadataBody,
+        SessionView,
     ),
     Endpoint(
         "DELETE", S, "delete_session", "Delete a session and its data", delete_session, status=204

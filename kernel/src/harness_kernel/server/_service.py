@@ -87,6 +87,10 @@ class Service:
             queued_follow_ups=tuple(session.queued_follow_ups),
             grants=session.grants,
             state=converter.unstructure(session.state),
+            title=session.title,
+            preview=session.preview,
+            tags=session.tags,
+            pinned=session.pinned,
         )
 
 

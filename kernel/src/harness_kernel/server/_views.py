@@ -26,6 +26,7 @@ __all__ = [
     "EventList",
     "Health",
     "HistoryPage",
+    "MetadataBody",
     "ProblemDocument",
     "Queued",
     "QueueBody",
@@ -94,6 +95,18 @@ class ResumeBody:
 
 
 @attrs.frozen
+class MetadataBody:
+    """Rename, tag or pin a session; a field left out stays as it is. ``title: ""``
+    goes back to the title taken from the first message; ``tags`` replaces the tags."""
+
+    title: str | None = attrs.field(default=None, metadata=_doc("at most 200 characters"))
+    tags: tuple[str, ...] | None = attrs.field(
+        default=None, metadata=_doc("at most 32, each 1-64 characters without spaces")
+    )
+    pinned: bool | None = None
+
+
+@attrs.frozen
 class BtwBody:
     """A side question on a snapshot of the history: no tools, nothing recorded."""
 
@@ -136,6 +149,10 @@ class SessionSummary:
     model: str | None = None
     usage: Usage = Usage()
     last_seq: int = 0
+    title: str = attrs.field(default="", metadata=_doc("set by people, else the first message"))
+    preview: str = attrs.field(default="", metadata=_doc("the start of the last answer"))
+    tags: tuple[str, ...] = ()
+    pinned: bool = False
 
 
 @attrs.frozen
@@ -165,6 +182,10 @@ class SessionView:
     queued_follow_ups: tuple[Message, ...]
     grants: tuple[str, ...]
     state: Any
+    title: str = ""
+    preview: str = ""
+    tags: tuple[str, ...] = ()
+    pinned: bool = False
 
 
 @attrs.frozen
