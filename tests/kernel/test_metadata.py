@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness_kernel_sqlite import SqliteStorage
 
 from harness_kernel import MemoryStorage, SessionRecord
 from harness_kernel.codec import decode_record, encode_record
 from harness_kernel.contracts import Page, SessionFilter
 from harness_kernel.errors import InvalidArgument
+from harness_kernel_sqlite import SqliteStorage
 
 from .helpers import open_store
 
@@ -31,7 +31,8 @@ async def test_a_run_gives_the_session_a_title_and_a_preview(tmp_path: Path) -> 
         await session.send("and a longer one " + "word " * 100)
         assert session.title == "Plan a trip to Lyon for the weekend"  # the first message only
         assert session.preview.startswith("and a longer one word")
-        assert len(session.preview) == 200 and session.preview.endswith("…")
+        assert len(session.preview) == 200
+        assert session.preview.endswith("…")
     async with open_store(storage=SqliteStorage(path)) as store:
         (record,) = (await store.list()).items
         assert record.title == "Plan a trip to Lyon for the weekend"
@@ -98,7 +99,8 @@ async def test_metadata_set_elsewhere_survives_this_stores_run(tmp_path: Path) -
         session_b = await b.get_or_create("s1")
         await session_b.set_metadata(tags=["from-b"], pinned=True)
         await session_a.send("second")
-        assert session_a.tags == ("from-b",) and session_a.pinned
+        assert session_a.tags == ("from-b",)
+        assert session_a.pinned
         stored = await SqliteStorage(path).load("s1")
         assert stored is not None
         assert (stored.tags, stored.pinned, stored.title) == (("from-b",), True, "first")
