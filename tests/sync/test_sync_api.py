@@ -277,3 +277,17 @@ def test_the_trio_api_from_a_thread_names_the_sync_module() -> None:
     with pytest.raises(HarnessError, match=r"harness_kernel\.sync\.create_session_store"):
         opening.send(None)
     opening.close()
+
+
+def test_metadata_through_the_thread_facade() -> None:
+    """A thread host renames, tags and pins as a trio host does, and lists by them."""
+    with create_session_store(**store_options()) as store:
+        store.send("s1", "first question")
+        store.send("s2", "second question")
+        session = store.get("s1")
+        assert session is not None
+        assert session.title == "first question"
+        session.set_metadata(title="Billing", tags=["vip"], pinned=True)
+        assert (session.title, session.tags, session.pinned) == ("Billing", ("vip",), True)
+        assert [r.id for r in store.list(tags=["vip"]).items] == ["s1"]
+        assert [r.id for r in store.list(pinned=False).items] == ["s2"]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import builtins
 import functools
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, TypeVar, final
 
@@ -55,7 +55,7 @@ from . import SessionStore as _TrioSessionStore
 from . import create_session_store as _trio_create_session_store
 from . import open_store_from_config as _trio_open_store_from_config
 from ._guest import Buffer, GuestKernel, acquire, call, held
-from .contracts import Page, SessionStorage
+from .contracts import ListOrder, Page, SessionStorage
 
 __all__ = [
     "RunStream",
@@ -130,6 +130,34 @@ class Session:
     @property
     def labels(self) -> Mapping[str, str]:
         return self._session.labels
+
+    @property
+    def title(self) -> str:
+        return self._session.title
+
+    @property
+    def preview(self) -> str:
+        return self._session.preview
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._session.tags
+
+    @property
+    def pinned(self) -> bool:
+        return self._session.pinned
+
+    async def set_metadata(
+        self,
+        *,
+        title: str | None = None,
+        tags: Iterable[str] | None = None,
+        pinned: bool | None = None,
+    ) -> None:
+        await call(
+            self._kernel,
+            functools.partial(self._session.set_metadata, title=title, tags=tags, pinned=pinned),
+        )
 
     @property
     def is_running(self) -> bool:
@@ -305,9 +333,27 @@ class SessionStore:
         return self._wrap(await call(self._kernel, self._store.get_or_create, session_id, **labels))
 
     async def list(
-        self, limit: int = 50, cursor: str | None = None, *, agent: str | None = None, **labels: str
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        agent: str | None = None,
+        tags: Iterable[str] = (),
+        pinned: bool | None = None,
+        order: ListOrder = "created",
+        **labels: str,
     ) -> Page:
-        return await call(self._kernel, self._store.list, limit, cursor, agent=agent, **labels)
+        lister = functools.partial(
+            self._store.list,
+            limit,
+            cursor,
+            agent=agent,
+            tags=tags,
+            pinned=pinned,
+            order=order,
+            **labels,
+        )
+        return await call(self._kernel, lister)
 
     async def send(
         self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str

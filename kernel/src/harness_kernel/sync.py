@@ -26,7 +26,7 @@ import builtins
 import functools
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from typing import Any, Literal, TypeVar, final
 
@@ -50,7 +50,7 @@ from . import SessionStore as _TrioSessionStore
 from . import create_session_store as _trio_create_session_store
 from . import open_store_from_config as _trio_open_store_from_config
 from ._portal import Buffer, Portal, acquire, held, release
-from .contracts import Page, SessionStorage
+from .contracts import ListOrder, Page, SessionStorage
 from .errors import StoreClosed
 
 __all__ = [
@@ -128,6 +128,33 @@ class Session:
     @property
     def labels(self) -> Mapping[str, str]:
         return self._portal.read(lambda: self._session.labels)
+
+    @property
+    def title(self) -> str:
+        return self._portal.read(lambda: self._session.title)
+
+    @property
+    def preview(self) -> str:
+        return self._portal.read(lambda: self._session.preview)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._portal.read(lambda: self._session.tags)
+
+    @property
+    def pinned(self) -> bool:
+        return self._portal.read(lambda: self._session.pinned)
+
+    def set_metadata(
+        self,
+        *,
+        title: str | None = None,
+        tags: Iterable[str] | None = None,
+        pinned: bool | None = None,
+    ) -> None:
+        self._portal.call(
+            functools.partial(self._session.set_metadata, title=title, tags=tags, pinned=pinned)
+        )
 
     @property
     def is_running(self) -> bool:
@@ -305,9 +332,27 @@ class SessionStore:
         return self._wrap(self._portal.call(self._store.get_or_create, session_id, **labels))
 
     def list(
-        self, limit: int = 50, cursor: str | None = None, *, agent: str | None = None, **labels: str
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        agent: str | None = None,
+        tags: Iterable[str] = (),
+        pinned: bool | None = None,
+        order: ListOrder = "created",
+        **labels: str,
     ) -> Page:
-        return self._portal.call(self._store.list, limit, cursor, agent=agent, **labels)
+        lister = functools.partial(
+            self._store.list,
+            limit,
+            cursor,
+            agent=agent,
+            tags=tags,
+            pinned=pinned,
+            order=order,
+            **labels,
+        )
+        return self._portal.call(lister)
 
     def send(
         self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str
