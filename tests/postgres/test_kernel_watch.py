@@ -8,6 +8,7 @@ import trio
 
 from harness_kernel import MemoryLogSink, create_session_store
 from harness_kernel.testing import ScriptedProvider
+from tests.storage_common import owners
 from tests.storage_common.owners import AGENT, brain
 
 # A poll interval far longer than the test may take: only notices can wake the owner.
@@ -62,3 +63,68 @@ async def test_a_subscriber_sees_events_another_host_appended(pg_options: dict[s
                             break
         assert seqs == list(range(seqs[0], seqs[-1] + 1))
         assert a.get("seen").last_seq == seqs[-1]
+
+
+async def _events_of(events: Any, session_id: str, runs: int) -> list[Any]:
+    """The durable events of ``session_id`` a subscription delivers, until ``runs`` runs finished."""
+    seen: list[Any] = []
+    with trio.fail_after(30):
+        async for item in events:
+            if item.kind == "event" and item.session_id == session_id:
+                seen.append(item.event)
+                if sum(e.type == "run.finished" for e in seen) == runs:
+                    return seen
+    raise AssertionError(f"the subscription ended after {seen}")
+
+
+async def test_a_subscriber_sees_sessions_this_host_never_loaded(pg_options: dict[str, Any]) -> None:
+    """Store B creates a session and runs two turns in it; store A never loads it. A's
+    subscriber still receives every one of its events, once each, in order, and A has
+    not loaded it."""
+    async with store(pg_options) as a, store(pg_options) as b:
+        async with a.subscribe() as events:
+            for text in ("one", "two"):
+                assert (await b.send("elsewhere", text)).status == "completed"
+            seen = await _events_of(events, "elsewhere", runs=2)
+        stored = await b.storage.read("elsewhere")
+        assert [e.seq for e in seen] == [e.seq for e in stored] == list(range(1, len(stored) + 1))
+        assert seen == stored
+        assert a.get("elsewhere") is None
+
+
+async def test_a_subscriber_that_arrives_late_starts_at_the_next_append(pg_options: dict[str, Any]) -> None:
+    """A session another host ran before this store heard of it: a subscriber gets its
+    next turn's events from that turn's first append on, none of the old ones."""
+    async with store(pg_options) as a, store(pg_options) as b:
+        await b.send("older", "before")
+        before = await b.storage.last_seq("older")
+        async with store(pg_options) as late, late.subscribe() as events:
+            await b.send("older", "after")
+            seen = await _events_of(events, "older", runs=1)
+        stored = await b.storage.read("older", after_seq=before)
+        assert seen == stored
+        assert a.get("older") is None
+
+
+async def test_another_process_s_run_is_tailed_here_before_and_after_loading_it(
+    spec: dict[str, Any], tmp_path: Any
+) -> None:
+    """A child process runs a turn with a slow tool; this process subscribes before it
+    starts, loads the session while the tool runs, then lets it finish. The subscriber
+    receives every event of the session, from seq 1, once each, in order: those the
+    child appended before the session was loaded here and those after."""
+    async with owners.open_store(spec) as here, here.subscribe() as events:
+        child = owners.Child(spec, tmp_path, "slow:t")
+        try:
+            await child.started("t")
+            session = await here.get_or_create(owners.SESSION)
+            assert session.last_seq > 0
+            child.release("t")
+            seen = await _events_of(events, owners.SESSION, runs=1)
+            assert (await child.result())["status"] == "completed"
+        finally:
+            if child.process.poll() is None:
+                child.kill()
+        stored = await here.storage.read(owners.SESSION)
+    assert [e.seq for e in seen] == list(range(1, len(stored) + 1))
+    assert seen == stored

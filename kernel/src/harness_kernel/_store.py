@@ -16,6 +16,7 @@ from typing import Any, final
 import trio
 
 from ._agent import Agent
+from ._follow import follow_other_hosts
 from ._log import SessionLog
 from ._loopcheck import require_trio
 from ._metadata import clean_tags
@@ -38,10 +39,8 @@ from .contracts import (
 )
 from .errors import (
     ConfigError,
-    HarnessError,
     InvalidArgument,
     SessionExists,
-    SessionReplaced,
     StoreClosed,
 )
 
@@ -279,8 +278,10 @@ class SessionStore:
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[StoreEvent]]:
         """Iterate store events (sessions created, opened, closed, deleted; every durable
-        event of every loaded session). A subscriber that falls far behind is dropped:
-        its iteration ends early."""
+        event of every loaded session). Where the storage can watch
+        (``capabilities.watch``), also the events other hosts append to sessions not
+        loaded here, from the first append this store hears of. A subscriber that falls
+        far behind is dropped: its iteration ends early."""
         self._check_open()
         async with self._hub.subscribe() as receive:
             yield receive
@@ -350,30 +351,6 @@ class SessionStore:
                     await sink.aclose()
                 except Exception:
                     pass
-
-
-async def _follow_other_hosts(runtime: Runtime) -> None:
-    """Where the storage announces appends: a loaded session that another host moved on
-    catches up at once, so subscribers and display state see that host's events."""
-    hub = runtime.hub
-    try:
-        async with runtime.storage.watch(None) as notices:
-            async for notice in notices:
-                entry = hub.sessions.get(notice.session_id)
-                if entry is None or entry.runner.active is not None:
-                    continue  # not loaded, or its own run's watcher reads it
-                if notice.last_seq and notice.last_seq <= entry.runner.log.last_seq:
-                    continue  # this store's own append
-                try:
-                    await entry.runner.log.sync()
-                except SessionReplaced:
-                    await entry.runner.unload("replaced")
-                except HarnessError as exc:
-                    runtime.log.warning(
-                        "watch_catch_up_failed", session_id=notice.session_id, error=str(exc)
-                    )
-    except (NotImplementedError, HarnessError) as exc:
-        runtime.log.warning("watch_unavailable", error=str(exc) or type(exc).__name__)
 
 
 # -- construction ---------------------------------------------------------------------
@@ -494,7 +471,7 @@ async def create_session_store(
                 providers=sorted(parts.providers),
             )
             if parts.storage.capabilities.watch:
-                nursery.start_soon(_follow_other_hosts, runtime)
+                await nursery.start(follow_other_hosts, runtime)
             try:
                 yield store
             finally:
