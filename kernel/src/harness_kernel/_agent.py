@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from ._output import check_output_type
 from ._tools import ApprovalPolicy, Tool
 from .errors import ConfigError
 
@@ -92,6 +93,9 @@ class Agent:
     max_steps: int
     model_settings: Mapping[str, Any]
     deny: tuple[str, ...]
+    output_type: type | None = None
+    output_retries: int = 2
+    compaction: Any = None
 
     @property
     def default_mode(self) -> str:
@@ -112,12 +116,19 @@ def define_agent(
     max_steps: int = 20,
     model_settings: Mapping[str, Any] | None = None,
     deny: Sequence[str] = (),
+    output_type: type | None = None,
+    output_retries: int = 2,
+    compaction: Any = None,
 ) -> Agent:
     """Define an agent. The first mode is the initial one (a ``default`` mode if none).
 
     ``tools`` holds ``@tool`` objects and names of registered tool kits. ``state`` is an
     attrs class whose fields all have defaults: the schema of the session state.
     ``deny`` lists tool names or ``category:<name>`` rules that are always refused.
+    ``output_type`` (an attrs class) makes every run answer with a value of that type
+    (``RunResult.output``); an answer that does not validate goes back to the model up
+    to ``output_retries`` times. ``compaction`` (a ``CompactionPolicy``) keeps long
+    sessions within a token budget by summarizing their start.
     """
     if not _NAME.match(name or ""):
         raise ConfigError(f"agent name {name!r} must match {_NAME.pattern}")
@@ -156,6 +167,14 @@ def define_agent(
             raise ConfigError(
                 f"agent '{name}': every field of the state class needs a default"
             ) from exc
+    if output_type is not None:
+        check_output_type(output_type, f"agent '{name}'")
+    if (
+        isinstance(output_retries, bool)
+        or not isinstance(output_retries, int)
+        or output_retries < 0
+    ):
+        raise ConfigError(f"agent '{name}': output_retries must be a whole number >= 0")
     return Agent(
         name=name,
         instructions=instructions,
@@ -166,4 +185,7 @@ def define_agent(
         max_steps=max_steps,
         model_settings=dict(model_settings or {}),
         deny=tuple(deny),
+        output_type=output_type,
+        output_retries=output_retries,
+        compaction=compaction,
     )

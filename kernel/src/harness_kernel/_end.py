@@ -28,6 +28,7 @@ from ._records import (
 )
 from ._runtime import Runtime
 from ._step import IN_DOUBT, SUSPENSION_CANCELLED, ActiveRun, Step, unresolved_calls
+from .codec import converter
 from .errors import HarnessError, PluginError
 
 __all__ = ["RunEnd"]
@@ -168,7 +169,8 @@ class RunEnd:
         first = info.first_seq if info is not None else log.last_seq + 1
         timed = run.trigger not in ("end", "recover")
         duration = (time.perf_counter() - run.started) * 1000 if timed else 0.0
-        await log.append(run.id, RunFinished(status, usage, error, duration, steps))
+        output = converter.unstructure(run.output) if run.output is not None else None
+        await log.append(run.id, RunFinished(status, usage, error, duration, steps, output))
         result = self.result(run, status, error, await log.messages_since(first))
         log.log.info(
             "run_finished",
@@ -203,6 +205,7 @@ class RunEnd:
             usage=info.usage if info is not None else run.usage,
             error=error,
             duration_ms=(time.perf_counter() - run.started) * 1000,
+            output=run.output,
         )
 
     async def classify(self, error: BaseException) -> ErrorInfo:

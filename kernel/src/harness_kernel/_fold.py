@@ -103,6 +103,7 @@ class RunInfo:
     first_message: str | None = None
     """The id of the user message the run began with (how a caller in another process
     finds the run that took its message)."""
+    output: Any = None
 
     def summary(self) -> RunSummary:
         return RunSummary(
@@ -117,6 +118,7 @@ class RunInfo:
             self.usage,
             self.error,
             self.steps,
+            self.output,
         )
 
 
@@ -298,6 +300,7 @@ class SessionFold:
                 event.seq,
                 payload.error,
             )
+            ended.output = payload.output
             self.last_error = payload.error
             self.abort_requests.discard(run_id)
             if self.open_run == run_id:

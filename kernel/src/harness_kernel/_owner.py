@@ -25,6 +25,7 @@ from ._log import LeaseHeld, SessionLog
 from ._records import AbortRequested, InputQueued, Lease, Message, RunResult, RunStatus
 from ._runtime import Runtime
 from ._step import ActiveRun
+from .codec import converter
 from .contracts import WatchNotice
 from .errors import HarnessError, OwnerTimeout, SessionReplaced
 
@@ -150,7 +151,7 @@ class Ownership:
                     ):
                         run.remote = True
                         run.id = info.run_id
-                        run.result = await self._result(info)
+                        run.result = await self._result(info, run.output_type)
                         status: RunStatus = run.result.status
                         return status
                     if self.other_owner() is None:
@@ -168,7 +169,7 @@ class Ownership:
             (info for info in reversed(runs.values()) if info.first_message == message_id), None
         )
 
-    async def _result(self, info: RunInfo) -> RunResult:
+    async def _result(self, info: RunInfo, output_type: type | None = None) -> RunResult:
         fold = self._log.fold
         status: RunStatus
         if info.finished_at is not None:
@@ -187,6 +188,11 @@ class Ownership:
             usage=info.usage,
             error=info.error,
             duration_ms=((info.finished_at or time.time()) - info.started_at) * 1000,
+            output=(
+                converter.structure(info.output, output_type)
+                if output_type is not None and info.output is not None
+                else info.output
+            ),
         )
 
     async def request_abort(self) -> bool | None:

@@ -13,10 +13,13 @@ from typing import Any, ClassVar, Literal, TypeAlias
 
 import attrs
 
+from ._context import ContextCompacted
+
 __all__ = [
     "AbortRequested",
     "ApprovalRequested",
     "ApprovalResolved",
+    "ContextCompacted",
     "ErrorInfo",
     "Event",
     "EventPayload",
@@ -336,6 +339,7 @@ class RunSummary:
     usage: Usage = Usage()
     error: ErrorInfo | None = None
     steps: int = 0
+    output: Any = None  # the typed answer as JSON data
 
 
 @attrs.frozen
@@ -351,6 +355,8 @@ class RunResult:
     usage: Usage = Usage()
     error: ErrorInfo | None = None
     duration_ms: float = 0.0
+    output: Any = None
+    """The answer as an instance of the run's ``output_type`` (``None`` without one)."""
 
 
 # -- durable event payloads --------------------------------------------------------
@@ -372,6 +378,7 @@ class RunStarted:
     model: str
     mode: str
     trigger: str = "send"
+    output: str | None = None  # the qualified name of the run's output type
 
 
 @attrs.frozen
@@ -384,6 +391,7 @@ class RunFinished:
     error: ErrorInfo | None = None
     duration_ms: float = 0.0
     steps: int = 0
+    output: Any = None  # the typed answer as JSON data
 
 
 @attrs.frozen
@@ -540,6 +548,7 @@ EventPayload: TypeAlias = (
     | StateChanged
     | UsageRecorded
     | AbortRequested
+    | ContextCompacted
     | UnknownPayload
 )
 
@@ -562,6 +571,7 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
         StateChanged,
         UsageRecorded,
         AbortRequested,
+        ContextCompacted,
     )
 }
 

@@ -15,9 +15,11 @@ from typing import Any, Final
 import trio
 
 from ._agent import Agent
+from ._answer import AnswerCheck
 from ._end import RunEnd
 from ._fold import ApprovalHandle
 from ._log import Outlet, SessionLog
+from ._output import find_output_type, output_type_name
 from ._owner import Ownership
 from ._records import (
     ApprovalResolved,
@@ -43,6 +45,7 @@ from .errors import (
     HarnessError,
     InvalidArgument,
     MaxStepsExceeded,
+    OutputInvalid,
     OwnerTimeout,
     RunAborted,
     SessionClosed,
@@ -67,6 +70,7 @@ class Runner:
         self.step = Step(runtime, log, self.sandbox)
         self.owner = Ownership(runtime, log)
         self.ending = RunEnd(runtime, log, self.step, lambda: self.model)
+        self.answers = AnswerCheck(runtime, log, self.step.finish_call)
         self.active: ActiveRun | None = None
         self.closed = False
         self._slot = trio.Semaphore(1)
@@ -121,7 +125,12 @@ class Runner:
     # -- starting runs ---------------------------------------------------------------
 
     async def start(
-        self, trigger: str, message: Message | None, model: str | None, outlet: Outlet | None = None
+        self,
+        trigger: str,
+        message: Message | None,
+        model: str | None,
+        outlet: Outlet | None = None,
+        output_type: type | None = None,
     ) -> ActiveRun:
         """Wait for the run slot, then start a run task in the store's nursery."""
         self.check_open()
@@ -138,6 +147,7 @@ class Runner:
         try:
             self.check_open()
             run = self._new_run(trigger, model_ref, outlet)
+            run.output_type = output_type or run.output_type
             await self._rt.hub.nursery.start(self._drive, run, message)
         except RuntimeError as exc:  # the store's nursery is closing
             self.active = None
@@ -158,6 +168,7 @@ class Runner:
             fold.mode,
             trigger,
             outlet,
+            output_type=self._rt.agent.output_type,
         )
         if resuming:
             run.begun = True
@@ -287,8 +298,11 @@ class Runner:
         if run.trigger != "resume":
             await self.ending.settle_previous_run()
             assert message is not None
+            output = output_type_name(run.output_type) if run.output_type else None
             await log.append(
-                run.id, RunStarted(run.model, run.mode, run.trigger), MessageAdded(message)
+                run.id,
+                RunStarted(run.model, run.mode, run.trigger, output),
+                MessageAdded(message),
             )
             run.begun = True
             self._queue_failures = 0
@@ -305,6 +319,8 @@ class Runner:
                     mode=run.mode,
                     labels=dict(log.record.labels),
                 )
+        else:
+            await self._recall_output_type(run)
         log.log.debug("run_step", run_id=run.id, trigger=run.trigger)
         while True:
             unresolved = unresolved_calls(await log.messages())
@@ -321,8 +337,29 @@ class Runner:
                 )
             run.steps += 1
             assistant = await self.step.model(run)
-            if not assistant.tool_calls:
+            if run.output_type is not None:
+                if await self.answers.judge(run, assistant):
+                    return "completed"
+            elif not assistant.tool_calls:
                 return "completed"
+
+    async def _recall_output_type(self, run: ActiveRun) -> None:
+        """A resumed run asks for the output type it started with (``send(output_type=)``
+        may have named another than the agent's)."""
+        events = await self.log.run_events(run.id)
+        started = next((e.payload for e in events if isinstance(e.payload, RunStarted)), None)
+        if started is None:
+            return
+        if started.output is None:
+            run.output_type = None
+        elif run.output_type is None or output_type_name(run.output_type) != started.output:
+            found = find_output_type(started.output)
+            if found is None:
+                raise OutputInvalid(
+                    f"the run asked for output type '{started.output}', which this process "
+                    "has not imported"
+                )
+            run.output_type = found
 
     # -- acting on a session -----------------------------------------------------------
 

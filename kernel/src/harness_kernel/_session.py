@@ -17,6 +17,7 @@ from ._display import DisplayState
 from ._fold import ApprovalHandle, SuspensionHandle
 from ._log import Outlet
 from ._metadata import clean_tags, clean_title
+from ._output import check_output_type
 from ._records import (
     Event,
     GrantsChanged,
@@ -34,7 +35,13 @@ from ._run import Runner
 from ._step import ActiveRun
 from ._validation import ValidationFailed, structure_strictly
 from .codec import converter, dumps
-from .errors import InvalidArgument, StateValidationError, UnknownGrant, UnknownMode
+from .errors import (
+    ConfigError,
+    InvalidArgument,
+    StateValidationError,
+    UnknownGrant,
+    UnknownMode,
+)
 
 __all__ = ["ApprovalHandle", "RunStream", "Session", "SuspensionHandle"]
 
@@ -203,12 +210,22 @@ class Session:
 
     # -- runs --------------------------------------------------------------------------
 
-    async def send(self, message: str | Message, *, model: str | None = None) -> RunResult:
+    async def send(
+        self,
+        message: str | Message,
+        *,
+        model: str | None = None,
+        output_type: type | None = None,
+    ) -> RunResult:
         """Run the agent on ``message`` and return the result once the run stops.
 
         Waits its turn if a run is active. If the caller is cancelled, the run is aborted.
+        ``output_type`` (an attrs class; default: the agent's) asks for a typed answer,
+        returned as ``RunResult.output``.
         """
-        run = await self._runner.start("send", _as_message(message), model)
+        run = await self._runner.start(
+            "send", _as_message(message), model, output_type=_output_type(output_type)
+        )
         try:
             result: RunResult = await run.wait()
         finally:
@@ -220,15 +237,22 @@ class Session:
 
     @asynccontextmanager
     async def stream(
-        self, message: str | Message, *, model: str | None = None
+        self,
+        message: str | Message,
+        *,
+        model: str | None = None,
+        output_type: type | None = None,
     ) -> AsyncIterator[RunStream]:
         """Run the agent and iterate its events as they happen.
 
         Leaving the block before the run ended aborts the run; the block exits once the
-        run has recorded its end.
+        run has recorded its end. ``output_type`` as for ``send``.
         """
+        checked = _output_type(output_type)
         send, receive = trio.open_memory_channel[Any](STREAM_BUFFER)
-        run = await self._runner.start("send", _as_message(message), model, Outlet(send))
+        run = await self._runner.start(
+            "send", _as_message(message), model, Outlet(send), output_type=checked
+        )
         try:
             yield RunStream(run, receive)
         finally:
@@ -374,6 +398,15 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.id!r} mode={self.mode!r} running={self.is_running}>"
+
+
+def _output_type(cls: type | None) -> type | None:
+    if cls is None:
+        return None
+    try:
+        return check_output_type(cls, "send")
+    except ConfigError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def _as_message(message: str | Message) -> Message:

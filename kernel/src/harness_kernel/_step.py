@@ -21,6 +21,7 @@ from ._agent import InstructionsContext
 from ._log import Outlet, SessionLog
 from ._logging import shape
 from ._outbound import model_call
+from ._output import with_output
 from ._policy import sanitize
 from ._records import (
     ApprovalRequested,
@@ -95,6 +96,10 @@ class ActiveRun:
     steps: int = 0
     usage: Usage = Usage()
     invalid_arguments: dict[str, str] = attrs.Factory(dict)
+    output_type: type | None = None
+    """The type the answer must have (``RunResult.output``), if the run asked for one."""
+    output: Any = None
+    output_failures: int = 0
 
     async def wait(self) -> Any:
         await self.done.wait()
@@ -270,11 +275,15 @@ class Step:
         """Call the model (retrying while nothing reached anyone) and append its answer."""
         rt, log = self._rt, self._log
         request = await self.request(run.id, run.model)
+        provider, _ = rt.resolve_model(run.model)
+        if run.output_type is not None:
+            request = with_output(
+                request, run.output_type, getattr(provider, "native_output", False)
+            )
         if rt.hooks.has("before_model_call"):
             request = await rt.hooks.chain(
                 "before_model_call", "request", request, session_id=log.id, run_id=run.id
             )
-        provider, _ = rt.resolve_model(run.model)
         attempt = 1
         while True:
             assembly = _Assembly()

@@ -230,19 +230,31 @@ class SessionStore:
     # -- conveniences that go through a session ------------------------------------
 
     async def send(
-        self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str
+        self,
+        session_id: str,
+        message: str | Message,
+        *,
+        model: str | None = None,
+        output_type: type | None = None,
+        **labels: str,
     ) -> RunResult:
         """``get_or_create(session_id, **labels)`` then ``session.send(message)``."""
         session = await self.get_or_create(session_id, **labels)
-        return await session.send(message, model=model)
+        return await session.send(message, model=model, output_type=output_type)
 
     @asynccontextmanager
     async def stream(
-        self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str
+        self,
+        session_id: str,
+        message: str | Message,
+        *,
+        model: str | None = None,
+        output_type: type | None = None,
+        **labels: str,
     ) -> AsyncIterator[RunStream]:
         """``get_or_create`` then ``session.stream(message)``."""
         session = await self.get_or_create(session_id, **labels)
-        async with session.stream(message, model=model) as events:
+        async with session.stream(message, model=model, output_type=output_type) as events:
             yield events
 
     async def approve(

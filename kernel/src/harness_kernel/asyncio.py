@@ -215,19 +215,25 @@ class Session:
     def display_state(self) -> DisplayState:
         return self._session.display_state
 
-    async def send(self, message: str | Message, *, model: str | None = None) -> RunResult:
+    async def send(
+        self, message: str | Message, *, model: str | None = None, output_type: type | None = None
+    ) -> RunResult:
         """Run the agent on ``message``; cancelling the awaiting task aborts the run."""
-        return await call(self._kernel, self._session.send, message, model=model)
+        return await call(
+            self._kernel, self._session.send, message, model=model, output_type=output_type
+        )
 
     @asynccontextmanager
     async def stream(
-        self, message: str | Message, *, model: str | None = None
+        self, message: str | Message, *, model: str | None = None, output_type: type | None = None
     ) -> AsyncIterator[RunStream]:
         """Run the agent and iterate its events. Leaving the block before the run ended
         (a ``break``, an exception, the task cancelled) aborts the run; the block exits
         once the run has recorded its end."""
         buffer = Buffer(self._kernel)
-        opener = functools.partial(self._session.stream, message, model=model)
+        opener = functools.partial(
+            self._session.stream, message, model=model, output_type=output_type
+        )
         async with held(self._kernel, opener, buffer.pump) as events:
             yield RunStream(self._kernel, events, buffer)
 
@@ -356,16 +362,30 @@ class SessionStore:
         return await call(self._kernel, lister)
 
     async def send(
-        self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str
+        self,
+        session_id: str,
+        message: str | Message,
+        *,
+        model: str | None = None,
+        output_type: type | None = None,
+        **labels: str,
     ) -> RunResult:
-        return await (await self.get_or_create(session_id, **labels)).send(message, model=model)
+        return await (await self.get_or_create(session_id, **labels)).send(
+            message, model=model, output_type=output_type
+        )
 
     @asynccontextmanager
     async def stream(
-        self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str
+        self,
+        session_id: str,
+        message: str | Message,
+        *,
+        model: str | None = None,
+        output_type: type | None = None,
+        **labels: str,
     ) -> AsyncIterator[RunStream]:
         session = await self.get_or_create(session_id, **labels)
-        async with session.stream(message, model=model) as events:
+        async with session.stream(message, model=model, output_type=output_type) as events:
             yield events
 
     async def approve(

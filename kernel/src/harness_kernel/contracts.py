@@ -28,6 +28,7 @@ __all__ = [
     "ModelEvent",
     "ModelProvider",
     "ModelRequest",
+    "OutputSchema",
     "Page",
     "ReasoningDelta",
     "ReasoningEnd",
@@ -61,6 +62,23 @@ class ToolSpec:
 
 
 @attrs.frozen
+class OutputSchema:
+    """The typed answer a run asks for: a JSON schema the answer must match.
+
+    ``tool`` is ``None`` when the provider asked for it natively (``native_output``):
+    the answer is the response's text, and ``strict`` says whether the schema fits the
+    API's strict mode. Otherwise ``tool`` names the tool in ``ModelRequest.tools`` the
+    model gives its answer to (the kernel's fallback for providers without a JSON-schema
+    mode; a provider may force the model to call a tool).
+    """
+
+    name: str
+    schema: Mapping[str, Any]
+    strict: bool = True
+    tool: str | None = None
+
+
+@attrs.frozen
 class ModelRequest:
     """One model call.
 
@@ -76,6 +94,8 @@ class ModelRequest:
     settings: Mapping[str, Any] = attrs.field(factory=dict)
     session_id: str | None = None
     run_id: str | None = None
+    output: OutputSchema | None = None
+    """The typed answer asked for, if any (see ``OutputSchema``)."""
 
 
 @attrs.frozen
@@ -172,6 +192,11 @@ class ModelProvider(ABC):
 
     name: str
     """The namespace of the model refs this provider serves (``"openai"``)."""
+
+    native_output: ClassVar[bool] = False
+    """``True``: the provider sends ``request.output`` in the API's own JSON-schema mode
+    and the answer arrives as text; ``False``: the kernel asks for the answer as a call
+    of a final-answer tool instead."""
 
     def models(self) -> Sequence[str] | None:
         """The model names this provider knows, or ``None`` when it cannot say."""

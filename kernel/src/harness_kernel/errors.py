@@ -37,6 +37,7 @@
     ├── RunError                      a run ended without completing
     │   ├── RunAborted
     │   ├── MaxStepsExceeded
+    │   ├── OutputInvalid             the typed answer still did not validate after the repairs
     │   └── ContextProviderFailed
     └── ProviderError                 a model call failed (``retryable`` says if a retry may help)
         ├── RateLimited               429; ``retry_after`` seconds when the API said so
@@ -72,6 +73,7 @@ __all__ = [
     "MaxStepsExceeded",
     "NotFound",
     "NotPending",
+    "OutputInvalid",
     "OwnerTimeout",
     "PluginError",
     "PluginLoadError",
@@ -348,6 +350,13 @@ class MaxStepsExceeded(RunError):
     """The run used its ``max_steps`` model calls without reaching an answer."""
 
     code = "run.max_steps"
+
+
+class OutputInvalid(RunError):
+    """The model's answer did not match the run's ``output_type``, and every repair the
+    agent's ``output_retries`` allows was used; the message lists what was wrong."""
+
+    code = "run.output_invalid"
 
 
 class ContextProviderFailed(RunError):

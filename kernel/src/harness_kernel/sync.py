@@ -212,17 +212,23 @@ class Session:
     def display_state(self) -> DisplayState:
         return self._portal.read(lambda: self._session.display_state)
 
-    def send(self, message: str | Message, *, model: str | None = None) -> RunResult:
+    def send(
+        self, message: str | Message, *, model: str | None = None, output_type: type | None = None
+    ) -> RunResult:
         """Run the agent on ``message``; Ctrl-C while it waits aborts the run."""
-        return self._portal.call(self._session.send, message, model=model)
+        return self._portal.call(self._session.send, message, model=model, output_type=output_type)
 
     @contextmanager
-    def stream(self, message: str | Message, *, model: str | None = None) -> Iterator[RunStream]:
+    def stream(
+        self, message: str | Message, *, model: str | None = None, output_type: type | None = None
+    ) -> Iterator[RunStream]:
         """Run the agent and iterate its events. Leaving the block before the run ended
         (a ``break``, an exception, Ctrl-C) aborts the run; the block exits once the run
         has recorded its end."""
         buffer = Buffer(self._portal)
-        opener = functools.partial(self._session.stream, message, model=model)
+        opener = functools.partial(
+            self._session.stream, message, model=model, output_type=output_type
+        )
         with held(self._portal, opener, buffer.pump) as events:
             yield RunStream(self._portal, events, buffer)
 
@@ -355,15 +361,31 @@ class SessionStore:
         return self._portal.call(lister)
 
     def send(
-        self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str
+        self,
+        session_id: str,
+        message: str | Message,
+        *,
+        model: str | None = None,
+        output_type: type | None = None,
+        **labels: str,
     ) -> RunResult:
-        return self.get_or_create(session_id, **labels).send(message, model=model)
+        return self.get_or_create(session_id, **labels).send(
+            message, model=model, output_type=output_type
+        )
 
     @contextmanager
     def stream(
-        self, session_id: str, message: str | Message, *, model: str | None = None, **labels: str
+        self,
+        session_id: str,
+        message: str | Message,
+        *,
+        model: str | None = None,
+        output_type: type | None = None,
+        **labels: str,
     ) -> Iterator[RunStream]:
-        with self.get_or_create(session_id, **labels).stream(message, model=model) as events:
+        with self.get_or_create(session_id, **labels).stream(
+            message, model=model, output_type=output_type
+        ) as events:
             yield events
 
     def approve(

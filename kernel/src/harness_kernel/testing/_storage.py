@@ -15,6 +15,7 @@ from .._records import (
     AbortRequested,
     ApprovalRequested,
     ApprovalResolved,
+    ContextCompacted,
     ErrorInfo,
     Event,
     EventPayload,
@@ -65,7 +66,7 @@ def sample_events(start: int = 1) -> list[Event]:
     """One event of every kind, numbered from ``start``: exercises the codec end to end."""
     call = ToolCallPart("call_1", "lookup", {"q": "ünïcode ✓", "n": [1, 2.5, None, True]})
     payloads: list[EventPayload] = [
-        RunStarted("scripted/echo", "default"),
+        RunStarted("scripted/echo", "default", output="app.models.Answer"),
         MessageAdded(
             Message(
                 "user", (TextPart("héllo\nworld \u0000 \U0001f600"),), id="msg_a", created_at=1.5
@@ -119,8 +120,11 @@ def sample_events(start: int = 1) -> list[Event]:
         ModeChanged("default", "plan"),
         ModelChanged(None, "scripted/other"),
         StateChanged({"count": 3, "tags": ["a"]}, ("count",)),
-        RunFinished("completed", Usage(10, 5), ErrorInfo("x.y", "message"), 12.5, 2),
+        RunFinished(
+            "completed", Usage(10, 5), ErrorInfo("x.y", "message"), 12.5, 2, {"answer": [1, "ü"]}
+        ),
         AbortRequested("run_1", "store-b"),
+        ContextCompacted("the user asked ✓", 1, 12, None, 900, 120, "scripted/echo"),
         UnknownPayload("plugin.custom", {"any": {"nested": [1, 2]}}),
     ]
     return [

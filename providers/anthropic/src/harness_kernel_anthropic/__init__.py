@@ -106,7 +106,14 @@ class AnthropicProvider(HttpProvider):
         return settings
 
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
-        return messages_body(request)
+        body = messages_body(request)
+        thinking = self.settings_for(request).get("thinking")
+        thinks = isinstance(thinking, Mapping) and thinking.get("type") != "disabled"
+        if request.output is not None and request.output.tool and not thinks:
+            # The typed answer comes as a call of the kernel's final-answer tool: make the
+            # model call a tool (extended thinking allows only "auto", so then it is asked).
+            body["tool_choice"] = {"type": "any"}
+        return body
 
     def new_decoder(self) -> MessagesStream:
         return MessagesStream(self.transport)

@@ -103,6 +103,7 @@ class OpenAIProvider(HttpProvider):
     user_agent = f"harness-kernel-openai/{__version__}"
     path = "chat/completions"
     reserved_settings = RESERVED
+    native_output = True  # response_format (Chat Completions) / text.format (Responses)
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}

@@ -121,6 +121,12 @@ def chat_body(request: ModelRequest, *, include_usage: bool) -> dict[str, Any]:
             }
             for t in request.tools
         ]
+    output = request.output
+    if output is not None and output.tool is None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": output.name, "schema": dict(output.schema), "strict": output.strict},
+        }
     return body
 
 

@@ -142,6 +142,11 @@ def responses_body(request: ModelRequest, *, store: bool = False) -> dict[str, A
              "parameters": dict(t.parameters), "strict": False}
             for t in request.tools
         ]
+    output = request.output
+    if output is not None and output.tool is None:
+        body["text"] = {"format": {
+            "type": "json_schema", "name": output.name, "schema": dict(output.schema), "strict": output.strict,
+        }}
     return body
 
 
