@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._log import SessionLog
-from ._output import FINAL_ANSWER, parse_answer, problems, structure_answer
+from ._output import FINAL_ANSWER, native_output, parse_answer, problems, structure_answer
 from ._records import Message, MessageAdded, ToolCallPart, ToolOutcome
 from ._runtime import Runtime
 from ._validation import ValidationFailed
@@ -28,7 +28,7 @@ class AnswerCheck:
 
     def native(self, model: str) -> bool:
         provider, _ = self._rt.resolve_model(model)
-        return bool(getattr(provider, "native_output", False))
+        return native_output(provider)
 
     async def judge(self, run: Any, assistant: Message) -> bool:
         """Whether ``assistant`` ends ``run`` with a valid answer (then ``run.output``

@@ -30,6 +30,7 @@ __all__ = [
     "FINAL_ANSWER",
     "check_output_type",
     "find_output_type",
+    "native_output",
     "output_type_name",
     "parse_answer",
     "problems",
@@ -122,9 +123,15 @@ def _request_schema(cls: type, native: bool) -> OutputSchema:
     return OutputSchema(name, _schema(cls), False, FINAL_ANSWER)
 
 
-def with_output(request: ModelRequest, cls: type, native: bool) -> ModelRequest:
-    """``request`` asking for an answer of type ``cls``: natively, or through the
-    ``final_answer`` tool added to its tools."""
+def native_output(provider: object) -> bool:
+    """Whether ``provider`` asks for typed answers in the API's JSON-schema mode."""
+    return getattr(provider, "native_output", False) is True
+
+
+def with_output(request: ModelRequest, cls: type, provider: object) -> ModelRequest:
+    """``request`` asking for an answer of type ``cls``: natively (if ``provider`` can),
+    or through the ``final_answer`` tool added to its tools."""
+    native = native_output(provider)
     output = _request_schema(cls, native)
     if native:
         return attrs.evolve(request, output=output)

@@ -277,9 +277,7 @@ class Step:
         request = await self.request(run.id, run.model)
         provider, _ = rt.resolve_model(run.model)
         if run.output_type is not None:
-            request = with_output(
-                request, run.output_type, getattr(provider, "native_output", False)
-            )
+            request = with_output(request, run.output_type, provider)
         if rt.hooks.has("before_model_call"):
             request = await rt.hooks.chain(
                 "before_model_call", "request", request, session_id=log.id, run_id=run.id
