@@ -72,7 +72,7 @@ def test_sessions_list_pages_with_a_cursor_and_filters_by_label(seeded: Path) ->
                               ("sessions", "list", "--label", "team=red", "--json"), config=seeded)
     assert first.returncode == 0
     header, *rows = first.stdout.splitlines()
-    assert header.split() == ["ID", "STATUS", "AGENT", "MODEL", "CREATED", "UPDATED", "LABELS"]
+    assert header.split() == ["ID", "STATUS", "AGENT", "MODEL", "CREATED", "UPDATED", "TOKENS", "COST", "LABELS"]
     assert [r.split()[0] for r in rows] == ["s1", "gamma", "beta"]
     assert rows[1].split()[-1] == "team=red"
     cursor = re.search(r"--cursor (\S+)", first.stderr)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         context_provider,
         define_agent,
     )
+    from ._cost import Budget, Price
     from ._display import DisplayState, DisplayStateChanged
     from ._memory import MemoryLogSink, MemoryStorage
     from ._plugins import PluginInfo, PluginRegistry
@@ -70,6 +71,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "ApprovalHandle",
+    "Budget",
     "ConfigFileError",
     "ContextProvider",
     "DisplayState",
@@ -94,6 +96,7 @@ __all__ = [
     "ModelRequest",
     "PluginInfo",
     "PluginRegistry",
+    "Price",
     "ReasoningDelta",
     "ReasoningEnd",
     "ReasoningPart",
@@ -136,6 +139,7 @@ __all__ = [
 _MODULE_OF: dict[str, str] = {
     "Agent": "._agent",
     "ApprovalHandle": "._session",
+    "Budget": "._cost",
     "ConfigFileError": ".errors",
     "ContextProvider": "._agent",
     "DisplayState": "._display",
@@ -160,6 +164,7 @@ _MODULE_OF: dict[str, str] = {
     "ModelRequest": ".contracts",
     "PluginInfo": "._plugins",
     "PluginRegistry": "._plugins",
+    "Price": "._cost",
     "ReasoningDelta": ".contracts",
     "ReasoningEnd": ".contracts",
     "ReasoningPart": "._records",

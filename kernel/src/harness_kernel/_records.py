@@ -86,7 +86,9 @@ class Usage:
     input + cache reads + cache writes); ``cache_read_tokens`` and ``cache_write_tokens``
     say how many of them were served from or written to a prompt cache;
     ``reasoning_tokens`` how many of ``output_tokens`` the model spent thinking (where
-    the API reports it)."""
+    the API reports it). ``cost`` is what the tokens cost in US dollars, set by the
+    store from its price table (``create_session_store(prices=...)``) or reported by
+    the provider; ``None`` when no price is known. A sum's cost counts the known costs."""
 
     type: ClassVar[str] = "usage"
 
@@ -95,6 +97,7 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cost: float | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -107,6 +110,9 @@ class Usage:
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            None
+            if self.cost is None and other.cost is None
+            else (self.cost or 0.0) + (other.cost or 0.0),
         )
 
 

@@ -335,6 +335,7 @@ class Runner:
                 raise MaxStepsExceeded(
                     f"the run reached max_steps ({rt.agent.max_steps}) without an answer"
                 )
+            rt.costs.check(log.run_info(run.id), log.fold.usage)
             run.steps += 1
             assistant = await self.step.model(run)
             if run.output_type is not None:
@@ -342,6 +343,7 @@ class Runner:
                     return "completed"
             elif not assistant.tool_calls:
                 return "completed"
+            rt.costs.check(log.run_info(run.id), log.fold.usage)  # before its tools run
 
     async def _recall_output_type(self, run: ActiveRun) -> None:
         """A resumed run asks for the output type it started with (``send(output_type=)``

@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from ._agent import Agent, Mode
+from ._cost import Costs
 from ._logging import Redactor
 from ._plugins import HookRunner
 from ._policy import ErrorPolicy
@@ -176,6 +177,8 @@ class Runtime:
     owner_timeout: float = 300.0
     storage_checks_incarnation: bool = True
     """The storage's ``append`` takes ``incarnation=`` (every backend of this version does)."""
+    costs: Costs = Costs()
+    """Prices (model calls' usage gets its cost) and the budget runs are held to."""
     _mode_tools: dict[str, tuple[dict[str, Tool], tuple[ToolSpec, ...]]] = attrs.field(factory=dict)
 
     def mode_tools(self, mode: str) -> tuple[dict[str, Tool], tuple[ToolSpec, ...]]:

@@ -333,9 +333,10 @@ class Step:
             parts.append(ToolCallPart(call_id, name, arguments))
         assistant = Message("assistant", tuple(parts))
         payloads: list[EventPayload] = []
-        if assembly.usage is not None:
-            run.usage = run.usage + assembly.usage
-            payloads.append(UsageRecorded(assembly.usage, run.model))
+        usage = None if assembly.usage is None else rt.costs.priced(run.model, assembly.usage)
+        if usage is not None:
+            run.usage = run.usage + usage
+            payloads.append(UsageRecorded(usage, run.model))
         payloads.append(MessageAdded(assistant))
         run.partial_text = []
         await log.append(run.id, *payloads)
@@ -348,7 +349,7 @@ class Step:
                 request=request,
                 text=text,
                 tool_calls=list(assistant.tool_calls),
-                usage=assembly.usage,
+                usage=usage,
                 finish_reason=assembly.finish,
             )
         return assistant

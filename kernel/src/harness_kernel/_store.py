@@ -16,6 +16,7 @@ from typing import Any, final
 import trio
 
 from ._agent import Agent
+from ._cost import Budget, Price, resolve_costs
 from ._follow import follow_other_hosts
 from ._log import SessionLog
 from ._loopcheck import require_trio
@@ -385,6 +386,8 @@ async def create_session_store(
     strict_plugins: bool = False,
     autoload_plugins: bool | None = None,
     tool_options: Mapping[str, Any] | None = None,
+    prices: Mapping[str, Price | Mapping[str, Any]] | None = None,
+    budget: Budget | Mapping[str, Any] | None = None,
     grace_period: float = 5.0,
     hook_deadline: float = 10.0,
     lease_ttl: float = 30.0,
@@ -398,6 +401,11 @@ async def create_session_store(
     instances. A named plugin is created and closed by the store; an instance belongs to
     the caller. ``providers`` entries are plugin names, ``{"plugin": ..., "options": ...}``
     tables or ``ModelProvider`` instances, each serving its own namespace.
+
+    ``prices`` maps a model ref to its ``Price`` (or a table of its fields): each model
+    call's usage gets its ``cost``. ``budget`` (a ``Budget`` or a table of its fields)
+    limits the tokens and cost of each run and each session; a run that reaches a
+    limit ends ``failed`` with ``budget.exceeded`` (see docs/cost.md).
 
     ``grace_period`` bounds the cleanup of a cancelled run or a closing session;
     ``hook_deadline`` bounds each awaited observer hook (one that outlives it is
@@ -433,6 +441,15 @@ async def create_session_store(
         raise ConfigError(
             "poll_interval: must be at most a third of lease_ttl (the lease is renewed between polls)"
         )
+    problems: list[str] = []
+    models = [("default_model", default_model)] + [
+        (f"agent.modes[{i}].model", m.model)
+        for i, m in enumerate(getattr(agent, "modes", ()))
+        if m.model
+    ]
+    costs = resolve_costs(prices, budget, models=models, errors=problems)
+    if costs is None:
+        raise ConfigError("\n".join(problems))
     parts = await build_components(
         agent=agent,
         providers=providers,
@@ -472,6 +489,7 @@ async def create_session_store(
                 owner_timeout=owner_timeout,
                 storage_checks_incarnation="incarnation"
                 in inspect.signature(parts.storage.append).parameters,
+                costs=costs,
             )
             host_sinks = [sink for sink in parts.sinks if sink not in parts.built_sinks]
             store = SessionStore(

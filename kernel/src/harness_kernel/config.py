@@ -24,6 +24,8 @@ The file's keys, with their defaults::
     [[logging.sinks]]  plugin = "console"  level = "info"  options = {}
     [error_policy]     (the fields of ErrorPolicy)
     [tools.<kit>]      options = {}                          # options of a tool kit
+    [prices."<model ref>"]  input = 2.5  output = 10.0  cached = 1.25   # $ per 1M tokens
+    [budget]           max_run_tokens = ...  max_run_cost = ...  max_session_tokens = ...
 
 ``${CONFIG_DIR}`` is always the absolute directory of the file being loaded.
 """
@@ -46,6 +48,7 @@ import attrs
 
 from ._agent import Agent
 from ._choices import Choices, LoggingChoice, PluginChoice, SinkChoice, resolve_choices
+from ._cost import Costs, resolve_costs
 from ._plugins import PluginRegistry
 from ._policy import ErrorPolicy
 from ._secrets import MASK, mask_tree
@@ -87,6 +90,8 @@ class HarnessConfig:
     choices: Choices
     plugin_modules: tuple[str, ...] = ()
     grace_period: float = 5.0
+    costs: Costs = Costs()
+    """The ``[prices]`` and ``[budget]`` tables, validated."""
 
     @property
     def agent(self) -> Agent:
@@ -164,6 +169,8 @@ class HarnessConfig:
             "strict_plugins": self.strict_plugins,
             "autoload_plugins": self.autoload_plugins,
             "tool_options": {kit: dict(choice.options) for kit, choice in self.tools.items()},
+            "prices": dict(self.costs.prices),
+            "budget": self.costs.budget,
             "grace_period": self.grace_period,
         }
 
@@ -203,6 +210,8 @@ class HarnessConfig:
             },
             "error_policy": converter.unstructure(self.error_policy),
             "tools": {kit: {"options": _options(choice)} for kit, choice in self.tools.items()},
+            "prices": {ref: _set(p) for ref, p in self.costs.prices.items()},
+            "budget": _set(self.costs.budget),
         }
         data["error_policy"]["retry"] = {"policy": self.retry.plugin, "model": _options(self.retry)}
         if not mask_secrets:
@@ -224,6 +233,12 @@ def _named(choice: object) -> PluginChoice:
 
 def _sinks(logging: LoggingChoice) -> list[SinkChoice]:
     return [sink for sink in logging.sinks if isinstance(sink, SinkChoice)]
+
+
+def _set(record: object) -> dict[str, Any]:
+    """An attrs record's fields that are set (TOML has no null)."""
+    data: dict[str, Any] = converter.unstructure(record)
+    return {key: value for key, value in data.items() if value is not None}
 
 
 def _options(choice: PluginChoice | SinkChoice) -> dict[str, Any]:
@@ -315,6 +330,8 @@ _TOP: dict[str, Shape] = {
     "logging": Mapping,
     "error_policy": Mapping,
     "tools": Mapping,
+    "prices": Mapping,
+    "budget": Mapping,
     "server": Mapping,  # read and validated by harness_kernel.server (`harness-kernel serve`)
 }
 
@@ -406,11 +423,18 @@ def load_config(
         )
         errors.extend(_without_consequences(split_unknown(found), meant))
 
+    models = [("default_model", top.get("default_model", "scripted/echo"))]
+    if agent is not None:
+        models += [
+            (f"agent.modes[{i}].model", m.model) for i, m in enumerate(agent.modes) if m.model
+        ]
+    costs = resolve_costs(top.get("prices"), top.get("budget"), models=models, errors=errors)
+
     grace = top.get("grace_period", 5.0)
     if not (math.isfinite(grace) and grace > 0):
         errors.append(f"grace_period: expected a positive number of seconds, got {grace}")
 
-    if errors or choices is None:
+    if errors or choices is None or costs is None:
         raise ConfigFileError(source, errors or ["the configuration could not be resolved"])
     return HarnessConfig(
         path=file,
@@ -418,6 +442,7 @@ def load_config(
         choices=choices,
         plugin_modules=tuple(modules),
         grace_period=float(grace),
+        costs=costs,
     )
 
 
@@ -488,6 +513,8 @@ async def open_store_from_config(
         "strict_plugins": choices.strict_plugins,
         "autoload_plugins": choices.autoload_plugins,
         "grace_period": loaded.grace_period,
+        "prices": dict(loaded.costs.prices),
+        "budget": loaded.costs.budget,
         "resources": dict(resources or {}),
         **overrides,
     }

@@ -38,6 +38,7 @@
     │   ├── RunAborted
     │   ├── MaxStepsExceeded
     │   ├── OutputInvalid             the typed answer still did not validate after the repairs
+    │   ├── BudgetExceeded            a run or session used up its token or cost budget
     │   └── ContextProviderFailed
     └── ProviderError                 a model call failed (``retryable`` says if a retry may help)
         ├── RateLimited               429; ``retry_after`` seconds when the API said so
@@ -60,6 +61,7 @@ __all__ = [
     "ApprovalAlreadyResolved",
     "AuthenticationFailed",
     "BadRequest",
+    "BudgetExceeded",
     "ConfigError",
     "ConfigFileError",
     "Conflict",
@@ -357,6 +359,13 @@ class OutputInvalid(RunError):
     agent's ``output_retries`` allows was used; the message lists what was wrong."""
 
     code = "run.output_invalid"
+
+
+class BudgetExceeded(RunError):
+    """The run, or its session, reached a limit of the store's ``budget`` (tokens or
+    cost); the run ended with what it had produced recorded."""
+
+    code = "budget.exceeded"
 
 
 class ContextProviderFailed(RunError):

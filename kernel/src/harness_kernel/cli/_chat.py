@@ -21,7 +21,7 @@ from .._records import RunResult
 from .._runtime import StoreEvent
 from .._session import ApprovalHandle, Session
 from .._store import SessionStore
-from ._output import EventPrinter, short
+from ._output import EventPrinter, describe_usage, short
 
 __all__ = ["Chat", "LineReader"]
 
@@ -195,6 +195,8 @@ class Chat:
                 self.say(HELP)
                 continue
             done, result = await self._guarded(partial(self._stream, text))
+            if done and result is not None and result.usage.cost is not None:
+                self.say(f"  [usage] {describe_usage(result.usage)}")
             waiting = done and result is not None and result.status == "waiting_approval"
             if waiting and not await self._approvals(reader):
                 return

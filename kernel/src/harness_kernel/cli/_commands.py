@@ -24,7 +24,17 @@ from ..codec import converter, decode_event, decode_record, encode_event, encode
 from ..config import ConfigFileError, HarnessConfig, load_config, open_store_from_config
 from ..errors import HarnessError, SessionExists
 from ._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandFailed
-from ._output import EventPrinter, clock, describe_labels, print_json, result_json, short, table
+from ._output import (
+    EventPrinter,
+    clock,
+    cost_text,
+    describe_labels,
+    describe_usage,
+    print_json,
+    result_json,
+    short,
+    table,
+)
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CommandFailed"]
 
@@ -91,6 +101,8 @@ async def send(args: argparse.Namespace) -> int:
 
 
 def _report(result: RunResult, session: Session, args: argparse.Namespace, notes: TextIO) -> None:
+    if result.usage.cost is not None:  # with prices configured, what the run cost
+        notes.write(f"usage: {describe_usage(result.usage)}\n")
     if result.status == "waiting_approval":
         # The hint names the configuration by its absolute path, so that it works
         # pasted as it is, from any directory.
@@ -130,11 +142,14 @@ async def sessions_list(args: argparse.Namespace) -> int:
             r.model or "-",
             clock(r.created_at),
             clock(r.updated_at),
+            r.usage.total_tokens,
+            cost_text(r.usage),
             describe_labels(r.labels),
         )
         for r in page.items
     ]
-    table(("ID", "STATUS", "AGENT", "MODEL", "CREATED", "UPDATED", "LABELS"), rows, sys.stdout)
+    headers = ("ID", "STATUS", "AGENT", "MODEL", "CREATED", "UPDATED", "TOKENS", "COST", "LABELS")
+    table(headers, rows, sys.stdout)
     if page.next_cursor:
         sys.stderr.write(f"more sessions: --cursor {page.next_cursor}\n")
     return EXIT_OK
@@ -162,7 +177,7 @@ async def sessions_show(args: argparse.Namespace) -> int:
         f"mode     {record.mode}\nmodel    {session.model}\nlabels   {describe_labels(record.labels)}\n"
     )
     out.write(f"created  {clock(record.created_at)}\nupdated  {clock(record.updated_at)}\n")
-    out.write(f"usage    {record.usage.input_tokens} in / {record.usage.output_tokens} out\n\n")
+    out.write(f"usage    {describe_usage(record.usage)}\n\n")
     for message in messages:
         for part in message.parts:
             text = getattr(part, "text", None)
@@ -323,11 +338,12 @@ async def runs(args: argparse.Namespace) -> int:
                 s.model or "-",
                 s.mode or "-",
                 s.usage.total_tokens,
+                cost_text(s.usage),
                 error,
             )
         )
     table(
-        ("RUN", "STATUS", "STARTED", "DURATION", "MODEL", "MODE", "TOKENS", "ERROR"),
+        ("RUN", "STATUS", "STARTED", "DURATION", "MODEL", "MODE", "TOKENS", "COST", "ERROR"),
         rows,
         sys.stdout,
     )

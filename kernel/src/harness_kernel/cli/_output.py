@@ -18,10 +18,20 @@ from .._records import (
     RunResult,
     ToolFinished,
     ToolStarted,
+    Usage,
 )
 from ..codec import encode_run_result
 
-__all__ = ["EventPrinter", "LogOnce", "clock", "print_json", "table", "short"]
+__all__ = [
+    "EventPrinter",
+    "LogOnce",
+    "clock",
+    "cost_text",
+    "describe_usage",
+    "print_json",
+    "short",
+    "table",
+]
 
 
 def clock(ts: float | None) -> str:
@@ -179,6 +189,17 @@ class LogOnce(logging.Handler):
         if text not in self._seen:
             self._seen.add(text)
             sys.stderr.write(text + "\n")
+
+
+def cost_text(usage: Usage) -> str:
+    """``$0.0123`` (to the hundredth of a cent), or ``-`` when no price was known."""
+    return "-" if usage.cost is None else f"${usage.cost:.4f}"
+
+
+def describe_usage(usage: Usage) -> str:
+    """``1200 tokens (1000 in / 200 out), $0.0030``; the cost only when it is known."""
+    text = f"{usage.total_tokens} tokens ({usage.input_tokens} in / {usage.output_tokens} out)"
+    return text if usage.cost is None else f"{text}, {cost_text(usage)}"
 
 
 def describe_labels(labels: Mapping[str, str]) -> str:
