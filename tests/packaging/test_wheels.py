@@ -84,6 +84,16 @@ def test_every_distribution_installs_and_registers_from_its_metadata(venv: Path)
     assert not [row for row in rows if row[5] == "failed"]
 
 
+def test_the_kernel_wheel_ships_the_chat_page(venv: Path) -> None:
+    """The service's web page (three static files) is inside the installed package."""
+    check = (
+        "from importlib import resources; web = resources.files('harness_kernel.server') / 'web'; "
+        "print(sorted(p.name for p in web.iterdir() if p.is_file()))"
+    )
+    listed = run([venv / "bin" / "python", "-c", check], cwd=venv).stdout.strip()
+    assert listed == "['app.css', 'app.js', 'index.html']"
+
+
 def test_the_quickstart_runs_from_its_config_through_the_console_script(venv: Path, tmp_path: Path) -> None:
     """The quickstart directory, copied outside the repository, runs with the installed
     console script: a streamed answer, a tool call approved, and the session answered

@@ -32,6 +32,7 @@ from harness_kernel.errors import ConfigError, HarnessError
 
 from ._auth import OPEN_PRINCIPAL, PRINCIPAL, Guard
 from ._openapi import openapi_document
+from ._page import PAGE_PATHS, page_routes
 from ._problems import Problem, problem_response
 from ._routes import ENDPOINTS, Call, Endpoint
 from ._runs import Runs
@@ -90,7 +91,7 @@ def create_app(config: HarnessConfig, settings: ServerSettings | None = None) ->
             finally:
                 service.stop()
 
-    open_paths = frozenset(endpoint.path for endpoint in ENDPOINTS if endpoint.open)
+    open_paths = PAGE_PATHS | {endpoint.path for endpoint in ENDPOINTS if endpoint.open}
     middleware = [Middleware(Guard, settings=settings, open_paths=open_paths)]
     if settings.cors_origins:
         middleware.insert(
@@ -104,7 +105,7 @@ def create_app(config: HarnessConfig, settings: ServerSettings | None = None) ->
             ),
         )
     return Starlette(
-        routes=[_route(endpoint, schemas) for endpoint in ENDPOINTS],
+        routes=[*page_routes(), *(_route(endpoint, schemas) for endpoint in ENDPOINTS)],
         middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
