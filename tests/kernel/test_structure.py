@@ -27,6 +27,8 @@ SESSION_NAMES = {
     "update_state", "usage",
     # metadata for people (docs/embedding.md, "Titles, tags and pins")
     "pinned", "preview", "set_metadata", "tags", "title",
+    # compaction (docs/messages.md, "Compaction")
+    "compact",
 }
 STORE_NAMES = {
     "aclose", "agent", "approve", "clear", "close", "closed", "create", "delete", "deny", "get",

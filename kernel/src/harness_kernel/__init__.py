@@ -20,6 +20,9 @@ if TYPE_CHECKING:
         context_provider,
         define_agent,
     )
+    from ._compact import estimate_tokens
+    from ._compaction import CompactionInput, CompactionPolicy
+    from ._context import ContextCompacted
     from ._cost import Budget, Price
     from ._display import DisplayState, DisplayStateChanged
     from ._memory import MemoryLogSink, MemoryStorage
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
         LogSink,
         ModelProvider,
         ModelRequest,
+        OutputSchema,
         ReasoningDelta,
         ReasoningEnd,
         RetryPolicy,
@@ -72,7 +76,10 @@ __all__ = [
     "Agent",
     "ApprovalHandle",
     "Budget",
+    "CompactionInput",
+    "CompactionPolicy",
     "ConfigFileError",
+    "ContextCompacted",
     "ContextProvider",
     "DisplayState",
     "DisplayStateChanged",
@@ -94,6 +101,7 @@ __all__ = [
     "Mode",
     "ModelProvider",
     "ModelRequest",
+    "OutputSchema",
     "PluginInfo",
     "PluginRegistry",
     "Price",
@@ -127,6 +135,7 @@ __all__ = [
     "context_provider",
     "create_session_store",
     "define_agent",
+    "estimate_tokens",
     "hookimpl",
     "load_config",
     "open_store_from_config",
@@ -140,7 +149,10 @@ _MODULE_OF: dict[str, str] = {
     "Agent": "._agent",
     "ApprovalHandle": "._session",
     "Budget": "._cost",
+    "CompactionInput": "._compaction",
+    "CompactionPolicy": "._compaction",
     "ConfigFileError": ".errors",
+    "ContextCompacted": "._context",
     "ContextProvider": "._agent",
     "DisplayState": "._display",
     "DisplayStateChanged": "._display",
@@ -162,6 +174,7 @@ _MODULE_OF: dict[str, str] = {
     "Mode": "._agent",
     "ModelProvider": ".contracts",
     "ModelRequest": ".contracts",
+    "OutputSchema": ".contracts",
     "PluginInfo": "._plugins",
     "PluginRegistry": "._plugins",
     "Price": "._cost",
@@ -195,6 +208,7 @@ _MODULE_OF: dict[str, str] = {
     "context_provider": "._agent",
     "create_session_store": "._store",
     "define_agent": "._agent",
+    "estimate_tokens": "._compact",
     "hookimpl": ".hookspecs",
     "load_config": ".config",
     "open_store_from_config": ".config",

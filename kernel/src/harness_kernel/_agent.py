@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from ._compaction import CompactionPolicy
 from ._output import check_output_type
 from ._tools import ApprovalPolicy, Tool
 from .errors import ConfigError
@@ -95,7 +96,7 @@ class Agent:
     deny: tuple[str, ...]
     output_type: type | None = None
     output_retries: int = 2
-    compaction: Any = None
+    compaction: CompactionPolicy | None = None
 
     @property
     def default_mode(self) -> str:
@@ -118,7 +119,7 @@ def define_agent(
     deny: Sequence[str] = (),
     output_type: type | None = None,
     output_retries: int = 2,
-    compaction: Any = None,
+    compaction: CompactionPolicy | None = None,
 ) -> Agent:
     """Define an agent. The first mode is the initial one (a ``default`` mode if none).
 
@@ -167,6 +168,8 @@ def define_agent(
             raise ConfigError(
                 f"agent '{name}': every field of the state class needs a default"
             ) from exc
+    if compaction is not None and not isinstance(compaction, CompactionPolicy):
+        raise ConfigError(f"agent '{name}': compaction must be a CompactionPolicy")
     if output_type is not None:
         check_output_type(output_type, f"agent '{name}'")
     if (

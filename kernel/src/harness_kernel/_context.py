@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import attrs
 
-__all__ = ["ContextCompacted"]
+__all__ = ["Compacted", "ContextCompacted"]
 
 
 @attrs.frozen
@@ -34,3 +34,12 @@ class ContextCompacted:
     tokens_before: int = 0
     tokens_after: int = 0
     model: str | None = None
+
+
+@attrs.frozen
+class Compacted:
+    """The latest compaction as the fold keeps it: the event's seq and time with it."""
+
+    seq: int
+    at: float
+    event: ContextCompacted

@@ -17,6 +17,7 @@ from typing import Any, Final
 import attrs
 import cattrs
 
+from ._context import Compacted, ContextCompacted
 from ._display import DisplayState
 from ._records import (
     AbortRequested,
@@ -146,6 +147,7 @@ class _Snapshot:
     suspension_results: dict[str, SuspensionResolved]
     inbox: list[tuple[InputKind, Message]]
     last_error: ErrorInfo | None
+    compacted: Compacted | None = None
 
 
 class SessionFold:
@@ -157,6 +159,7 @@ class SessionFold:
 
     __slots__ = (
         "abort_requests",
+        "compacted",
         "grants",
         "inbox",
         "last_error",
@@ -201,6 +204,7 @@ class SessionFold:
         self.last_error: ErrorInfo | None = None
         self.last_seq = 0
         self.abort_requests: set[str] = set()  # runs another process asked to abort
+        self.compacted: Compacted | None = None  # the latest context.compacted
 
     # -- derived -------------------------------------------------------------------
 
@@ -359,6 +363,8 @@ class SessionFold:
             self.model = payload.model
         elif isinstance(payload, StateChanged):
             self.state = dict(payload.state)
+        elif isinstance(payload, ContextCompacted):
+            self.compacted = Compacted(event.seq, event.at, payload)
         self.last_seq = event.seq
         return added
 
@@ -390,6 +396,7 @@ class SessionFold:
                 self.suspension_results,
                 self.inbox,
                 self.last_error,
+                self.compacted,
             )
         )
         return data
@@ -427,5 +434,6 @@ class SessionFold:
         fold.suspension_results = dict(snap.suspension_results)
         fold.inbox = list(snap.inbox)
         fold.last_error = snap.last_error
+        fold.compacted = snap.compacted
         fold.last_seq = snap.last_seq
         return fold

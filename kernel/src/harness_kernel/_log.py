@@ -244,6 +244,12 @@ class SessionLog:
             await self._load_history()
         return self._history.since(seq)
 
+    async def numbered_since(self, seq: int) -> list[tuple[int, Message]]:
+        """``messages_since(seq)``, each with the seq of the event that added it."""
+        messages = await self.messages_since(seq)
+        seqs = self._history.seqs
+        return list(zip(seqs[len(seqs) - len(messages) :], messages, strict=True))
+
     async def messages_between(self, first: int, last: int | None) -> tuple[Message, ...]:
         """Messages appended from seq ``first`` through ``last`` (to the end if ``None``)."""
         messages = await self.messages_since(first)

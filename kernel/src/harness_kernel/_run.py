@@ -16,6 +16,7 @@ import trio
 
 from ._agent import Agent
 from ._answer import AnswerCheck
+from ._context import ContextCompacted
 from ._end import RunEnd
 from ._fold import ApprovalHandle
 from ._log import Outlet, SessionLog
@@ -462,6 +463,18 @@ class Runner:
             self.wake()  # queued follow-ups run, as after any other run
             return True
         return False
+
+    async def compact(self, keep: int | None, summarizer: Any) -> ContextCompacted | None:
+        """Compact the context between runs (a run in progress finishes first)."""
+        self.check_open()
+        async with self._slot:
+            self.check_open()
+            event = await self.step.context.compact(
+                None, self.model, keep=keep, summarizer=summarizer
+            )
+            if event is not None:
+                await self.log.save_record()
+            return event
 
     async def btw(self, question: str, model: str | None) -> str:
         self.check_open()

@@ -13,6 +13,8 @@ from typing import Any, final
 
 import trio
 
+from ._compaction import Summarizer
+from ._context import ContextCompacted
 from ._display import DisplayState
 from ._fold import ApprovalHandle, SuspensionHandle
 from ._log import Outlet
@@ -286,6 +288,23 @@ class Session:
         return await self._runner.btw(question, model)
 
     # -- settings ----------------------------------------------------------------------
+
+    async def compact(
+        self, *, keep_tokens: int | None = None, summarizer: str | Summarizer | None = None
+    ) -> ContextCompacted | None:
+        """Summarize the start of the model context now (after a run in progress ends).
+
+        Keeps ``keep_tokens`` of the newest messages verbatim (default: the agent's
+        ``CompactionPolicy`` share of the model's budget, else just the newest message);
+        ``summarizer`` (a model ref or a host function) overrides the policy's. Returns
+        the ``context.compacted`` event appended, or ``None`` if there was nothing to
+        compact. ``history()`` is unchanged; model requests send the summary from now on.
+        """
+        if keep_tokens is not None and (
+            isinstance(keep_tokens, bool) or not isinstance(keep_tokens, int) or keep_tokens < 0
+        ):
+            raise InvalidArgument("keep_tokens must be a whole number >= 0")
+        return await self._runner.compact(keep_tokens, summarizer)
 
     async def switch_mode(self, name: str) -> None:
         """Switch to mode ``name``; the next model step uses its instructions and tools."""

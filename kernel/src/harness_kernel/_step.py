@@ -18,10 +18,10 @@ import attrs
 import trio
 
 from ._agent import InstructionsContext
+from ._compact import Context
 from ._log import Outlet, SessionLog
 from ._logging import shape
 from ._outbound import model_call
-from ._output import with_output
 from ._policy import sanitize
 from ._records import (
     ApprovalRequested,
@@ -210,6 +210,7 @@ class Step:
         self._rt = runtime
         self._log = log
         self._workspace = workspace
+        self.context = Context(runtime, log)
 
     # -- the model call --------------------------------------------------------------
 
@@ -263,7 +264,7 @@ class Step:
         _, model_name = rt.resolve_model(model)
         return ModelRequest(
             model=model_name,
-            messages=tuple(await log.messages()) if messages is None else messages,
+            messages=await self.context.messages() if messages is None else messages,
             system="\n\n".join(sections),
             tools=specs if tools else (),
             settings=agent.model_settings,
@@ -274,10 +275,8 @@ class Step:
     async def model(self, run: ActiveRun) -> Message:
         """Call the model (retrying while nothing reached anyone) and append its answer."""
         rt, log = self._rt, self._log
-        request = await self.request(run.id, run.model)
         provider, _ = rt.resolve_model(run.model)
-        if run.output_type is not None:
-            request = with_output(request, run.output_type, provider)
+        request = await self.context.prepare(run, await self.request(run.id, run.model))
         if rt.hooks.has("before_model_call"):
             request = await rt.hooks.chain(
                 "before_model_call", "request", request, session_id=log.id, run_id=run.id
@@ -335,6 +334,7 @@ class Step:
         payloads: list[EventPayload] = []
         usage = None if assembly.usage is None else rt.costs.priced(run.model, assembly.usage)
         if usage is not None:
+            self.context.measured(request, usage)
             run.usage = run.usage + usage
             payloads.append(UsageRecorded(usage, run.model))
         payloads.append(MessageAdded(assistant))
@@ -357,7 +357,7 @@ class Step:
     async def side_question(self, question: str, model: str) -> str:
         """Ask the model about a snapshot of the history, with no tools; append nothing."""
         provider, _ = self._rt.resolve_model(model)
-        history = list(await self._log.messages())
+        history = list(await self.context.messages())
         # Cut an unfinished tool round off the snapshot: models refuse calls without results.
         for index in range(len(history) - 1, -1, -1):
             if history[index].role == "assistant" and history[index].tool_calls:

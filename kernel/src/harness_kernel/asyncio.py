@@ -38,6 +38,7 @@ from typing import Any, Literal, TypeVar, final
 from . import (
     Agent,
     ApprovalHandle,
+    ContextCompacted,
     DisplayState,
     Event,
     LogSink,
@@ -248,6 +249,13 @@ class Session:
 
     async def btw(self, question: str, *, model: str | None = None) -> str:
         return await call(self._kernel, self._session.btw, question, model=model)
+
+    async def compact(
+        self, *, keep_tokens: int | None = None, summarizer: Any = None
+    ) -> ContextCompacted | None:
+        return await call(
+            self._kernel, self._session.compact, keep_tokens=keep_tokens, summarizer=summarizer
+        )
 
     async def switch_mode(self, name: str) -> None:
         await call(self._kernel, self._session.switch_mode, name)

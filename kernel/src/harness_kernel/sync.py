@@ -33,6 +33,7 @@ from typing import Any, Literal, TypeVar, final
 from . import (
     Agent,
     ApprovalHandle,
+    ContextCompacted,
     DisplayState,
     Event,
     LogSink,
@@ -243,6 +244,13 @@ class Session:
 
     def btw(self, question: str, *, model: str | None = None) -> str:
         return self._portal.call(self._session.btw, question, model=model)
+
+    def compact(
+        self, *, keep_tokens: int | None = None, summarizer: Any = None
+    ) -> ContextCompacted | None:
+        return self._portal.call(
+            self._session.compact, keep_tokens=keep_tokens, summarizer=summarizer
+        )
 
     def switch_mode(self, name: str) -> None:
         self._portal.call(self._session.switch_mode, name)
