@@ -125,7 +125,7 @@ async def _build(registry: PluginRegistry, choices: Choices) -> Components:
             RetryPolicy,
             "error_policy.retry.policy",
         )
-        tools = _tools(registry, choices)
+        tools = _tools(registry, choices, owned)
         errors: list[str] = []
         served = _served(providers, errors)
         _check_models(choices, served, errors)
@@ -245,8 +245,9 @@ def _check_models(
             errors.append(f"{path}: {problem}")
 
 
-def _tools(registry: PluginRegistry, choices: Choices) -> dict[str, Tool]:
-    """The agent's tools, kits expanded; two tools with one name are an error."""
+def _tools(registry: PluginRegistry, choices: Choices, owned: list[Any]) -> dict[str, Tool]:
+    """The agent's tools, kits expanded; two tools with one name are an error. A kit
+    whose result has ``aclose()`` (servers it started) is closed with the store."""
     tools: dict[str, Tool] = {}
     for item in choices.agent.tools:
         if isinstance(item, Tool):
@@ -255,6 +256,8 @@ def _tools(registry: PluginRegistry, choices: Choices) -> dict[str, Tool]:
             kit = _instantiate(
                 registry, "tools", choices.tools[item], object, f"agent: tool kit '{item}'"
             )
+            if callable(getattr(kit, "aclose", None)):
+                owned.append(kit)
         for tool in kit:
             if not isinstance(tool, Tool):
                 raise ConfigError(f"tool kit '{item}' returned {type(tool).__name__}, not a Tool")

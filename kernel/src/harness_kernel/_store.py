@@ -20,6 +20,7 @@ from ._cost import Budget, Price, resolve_costs
 from ._follow import follow_other_hosts
 from ._log import SessionLog
 from ._loopcheck import require_trio
+from ._mcp_servers import renamed, with_mcp_servers
 from ._metadata import clean_tags
 from ._plugins import HookRunner, PluginInfo, PluginRegistry
 from ._policy import ErrorPolicy
@@ -386,6 +387,7 @@ async def create_session_store(
     strict_plugins: bool = False,
     autoload_plugins: bool | None = None,
     tool_options: Mapping[str, Any] | None = None,
+    mcp_servers: Sequence[Mapping[str, Any]] | None = None,
     prices: Mapping[str, Price | Mapping[str, Any]] | None = None,
     budget: Budget | Mapping[str, Any] | None = None,
     grace_period: float = 5.0,
@@ -401,6 +403,11 @@ async def create_session_store(
     instances. A named plugin is created and closed by the store; an instance belongs to
     the caller. ``providers`` entries are plugin names, ``{"plugin": ..., "options": ...}``
     tables or ``ModelProvider`` instances, each serving its own namespace.
+
+    ``mcp_servers`` declares Model Context Protocol servers whose tools the agent gets
+    too: each a table with ``name`` and ``command`` (stdio) or ``url`` (streamable HTTP),
+    the ``[[mcp_servers]]`` fields of docs/mcp.md (the ``harness-kernel-mcp`` plugin
+    runs them as its ``mcp`` tool kit).
 
     ``prices`` maps a model ref to its ``Price`` (or a table of its fields): each model
     call's usage gets its ``cost``. ``budget`` (a ``Budget`` or a table of its fields)
@@ -448,23 +455,32 @@ async def create_session_store(
         if m.model
     ]
     costs = resolve_costs(prices, budget, models=models, errors=problems)
-    if costs is None:
-        raise ConfigError("\n".join(problems))
-    parts = await build_components(
-        agent=agent,
-        providers=providers,
-        default_model=default_model,
-        storage=storage,
-        storage_options=storage_options,
-        sandbox=sandbox,
-        sandbox_options=sandbox_options,
-        logging=logging,
-        error_policy=error_policy,
-        plugins=plugins,
-        strict_plugins=strict_plugins,
-        autoload_plugins=autoload_plugins,
-        tool_options=tool_options,
+    declared, tool_options = with_mcp_servers(
+        agent if isinstance(agent, Agent) else None, tool_options, mcp_servers, problems
     )
+    agent = declared or agent
+    if costs is None or problems:
+        raise ConfigError("\n".join(problems))
+    try:
+        parts = await build_components(
+            agent=agent,
+            providers=providers,
+            default_model=default_model,
+            storage=storage,
+            storage_options=storage_options,
+            sandbox=sandbox,
+            sandbox_options=sandbox_options,
+            logging=logging,
+            error_policy=error_policy,
+            plugins=plugins,
+            strict_plugins=strict_plugins,
+            autoload_plugins=autoload_plugins,
+            tool_options=tool_options,
+        )
+    except ConfigError as exc:
+        if not mcp_servers:
+            raise
+        raise ConfigError("\n".join(renamed(str(exc).splitlines()))) from None
     try:
         async with trio.open_nursery() as nursery:
             runtime = Runtime(

@@ -24,6 +24,7 @@ The file's keys, with their defaults::
     [[logging.sinks]]  plugin = "console"  level = "info"  options = {}
     [error_policy]     (the fields of ErrorPolicy)
     [tools.<kit>]      options = {}                          # options of a tool kit
+    [[mcp_servers]]    name = "files"  command = "..."  (or url = "...")   # the mcp kit's
     [prices."<model ref>"]  input = 2.5  output = 10.0  cached = 1.25   # $ per 1M tokens
     [budget]           max_run_tokens = ...  max_run_cost = ...  max_session_tokens = ...
 
@@ -49,6 +50,7 @@ import attrs
 from ._agent import Agent
 from ._choices import Choices, LoggingChoice, PluginChoice, SinkChoice, resolve_choices
 from ._cost import Costs, resolve_costs
+from ._mcp_servers import KIT, renamed, with_mcp_servers
 from ._plugins import PluginRegistry
 from ._policy import ErrorPolicy
 from ._secrets import MASK, mask_tree
@@ -92,6 +94,8 @@ class HarnessConfig:
     grace_period: float = 5.0
     costs: Costs = Costs()
     """The ``[prices]`` and ``[budget]`` tables, validated."""
+    mcp_kit_added: bool = False
+    """``[[mcp_servers]]`` added the ``mcp`` tool kit to the agent (which does not name it)."""
 
     @property
     def agent(self) -> Agent:
@@ -213,6 +217,11 @@ class HarnessConfig:
             "prices": {ref: _set(p) for ref, p in self.costs.prices.items()},
             "budget": _set(self.costs.budget),
         }
+        kit = data["tools"].get(KIT, {}).get("options", {})
+        if kit.get("servers"):  # written back as they were declared: [[mcp_servers]]
+            data["mcp_servers"] = [_set_tree(entry) for entry in kit.pop("servers")]
+            if self.mcp_kit_added and not any(kit.values()):
+                del data["tools"][KIT]
         data["error_policy"]["retry"] = {"policy": self.retry.plugin, "model": _options(self.retry)}
         if not mask_secrets:
             return data
@@ -233,6 +242,15 @@ def _named(choice: object) -> PluginChoice:
 
 def _sinks(logging: LoggingChoice) -> list[SinkChoice]:
     return [sink for sink in logging.sinks if isinstance(sink, SinkChoice)]
+
+
+def _set_tree(data: Any) -> Any:
+    """Plain data without its ``None`` values, at every depth (TOML has no null)."""
+    if isinstance(data, Mapping):
+        return {k: _set_tree(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list | tuple):
+        return [_set_tree(v) for v in data]
+    return data
 
 
 def _set(record: object) -> dict[str, Any]:
@@ -330,6 +348,7 @@ _TOP: dict[str, Shape] = {
     "logging": Mapping,
     "error_policy": Mapping,
     "tools": Mapping,
+    "mcp_servers": (list, tuple),
     "prices": Mapping,
     "budget": Mapping,
     "server": Mapping,  # read and validated by harness_kernel.server (`harness-kernel serve`)
@@ -406,21 +425,26 @@ def load_config(
         errors.append(f"plugins: {exc}")
     else:
         found: list[str] = []
+        servers = top.get("mcp_servers")
+        tool_options = _tool_options(top.get("tools", {}), errors)
+        declared, tool_options = with_mcp_servers(agent, tool_options, servers, errors)
+        added = declared is not agent
         choices = resolve_choices(
             registry,
-            agent=agent,
+            agent=declared,
             providers=top.get("providers", [{"plugin": "scripted"}]),
             default_model=top.get("default_model", "scripted/echo"),
             storage=top.get("storage", {"plugin": "memory"}),
             sandbox=top.get("sandbox", {"plugin": "noop"}),
             logging=top.get("logging", {}),
             error_policy=top.get("error_policy", {}),
-            tool_options=_tool_options(top.get("tools", {}), errors),
+            tool_options=tool_options,
             plugins=objects,
             strict_plugins=strict,
             autoload_plugins=autoload,
             errors=found,
         )
+        found = renamed(found) if servers else found
         errors.extend(_without_consequences(split_unknown(found), meant))
 
     models = [("default_model", top.get("default_model", "scripted/echo"))]
@@ -443,6 +467,7 @@ def load_config(
         plugin_modules=tuple(modules),
         grace_period=float(grace),
         costs=costs,
+        mcp_kit_added=added,
     )
 
 

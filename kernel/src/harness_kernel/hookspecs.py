@@ -114,9 +114,12 @@ def harness_kernel_retry_policies(register: Register) -> None:
 def harness_kernel_tools(register: Register) -> None:
     """Register tool kits: ``factory(options)`` returns a list of ``Tool`` objects.
 
-    An agent adds a kit by naming it in ``define_agent(tools=[...])``.
+    An agent adds a kit by naming it in ``define_agent(tools=[...])``. When the returned
+    list also has an ``aclose()`` coroutine method (a kit that started servers), the
+    store calls it when it closes.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.1 a kit's result with ``aclose()`` is closed with the store.
     """
 
 

@@ -42,6 +42,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _tools_options(sub: argparse.ArgumentParser) -> None:
+    """``--no-tools`` and ``--tools-timeout``: the commands that build the tool kits (and
+    so start MCP servers) to list their tools."""
+    sub.add_argument(
+        "--no-tools",
+        action="store_true",
+        help="do not build the tool kits (MCP servers are not started to list their tools)",
+    )
+    sub.add_argument(
+        "--tools-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long each tool kit may take to list its tools (default 30)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = f"the configuration file (default: ${CONFIG_ENV} or ./{DEFAULT_CONFIG})"
     common = argparse.ArgumentParser(add_help=False)
@@ -157,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing_plugins = command(commands, "plugins", "list plugin components and their load status")
     json_flag(listing_plugins, "print one JSON object per component")
+    _tools_options(listing_plugins)
 
     config = command(commands, "config", "check the configuration")
     actions = config.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -169,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail (exit 2) when a required secret, such as a provider's API key, is not set",
     )
+    _tools_options(check)
     reference = command(
         actions, "reference", "print the options of every installed plugin as Markdown"
     )

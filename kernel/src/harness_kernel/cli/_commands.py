@@ -24,6 +24,7 @@ from ..codec import converter, decode_event, decode_record, encode_event, encode
 from ..config import ConfigFileError, HarnessConfig, load_config, open_store_from_config
 from ..errors import HarnessError, SessionExists
 from ._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandFailed
+from ._kits import kit_problems, list_tool_kits, print_tool_kits
 from ._output import (
     EventPrinter,
     clock,
@@ -427,10 +428,14 @@ def plugins(args: argparse.Namespace) -> int:
             loaded.autoload_plugins,
         )
     rows = PluginRegistry(plugins=modules, strict=strict, autoload=autoload).listing()
+    kits = list_tool_kits(loaded, args.tools_timeout) if loaded and not args.no_tools else []
+    for problem in kit_problems(kits):
+        sys.stderr.write(f"error: {problem}\n")
     if args.json:
         for row in rows:
             print_json(attrs.asdict(row))
-        return EXIT_OK
+        print_tool_kits(kits, args, sys.stdout)
+        return EXIT_FAILED if kit_problems(kits) else EXIT_OK
     table(
         ("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "ERROR"),
         [
@@ -447,7 +452,8 @@ def plugins(args: argparse.Namespace) -> int:
         ],
         sys.stdout,
     )
-    return EXIT_OK
+    print_tool_kits(kits, args, sys.stdout)
+    return EXIT_FAILED if kit_problems(kits) else EXIT_OK
 
 
 def config_check(args: argparse.Namespace) -> int:
@@ -455,10 +461,15 @@ def config_check(args: argparse.Namespace) -> int:
     missing = loaded.missing_secrets()
     if missing and args.strict:
         raise ConfigFileError(args.config, missing)
+    # Tool kits are built to list their tools (MCP servers are started, then stopped).
+    kits = [] if args.no_tools else list_tool_kits(loaded, args.tools_timeout)
+    if kit_problems(kits):
+        raise ConfigFileError(args.config, kit_problems(kits))
     if args.json:
         print_json(loaded.to_data())
     else:
         sys.stdout.write(loaded.to_toml())
+    print_tool_kits(kits, argparse.Namespace(json=False), sys.stderr)
     for line in missing:
         sys.stderr.write(f"warning: {line}\n")
     if missing:

@@ -15,6 +15,7 @@ from harness_kernel import hookimpl
 from harness_kernel.hookspecs import Register
 
 from ._connection import ServerStatus, ServerUnavailable
+from ._entry import McpServer
 from ._kit import McpKitOptions, mcp_kit
 from ._options import HttpServer, McpServerOptions, Restart, StdioServer, tool_name
 from ._servers import McpServers, McpTool, open_mcp_servers
@@ -22,6 +23,7 @@ from ._servers import McpServers, McpTool, open_mcp_servers
 __all__ = [
     "HttpServer",
     "McpKitOptions",
+    "McpServer",
     "McpServerOptions",
     "McpServers",
     "McpTool",

@@ -22,6 +22,7 @@ from harness_kernel import Tool
 from harness_kernel.errors import ConfigError
 
 from ._connection import ServerConnection
+from ._entry import McpServer
 from ._options import HttpServer, StdioServer
 from ._servers import McpTool, kernel_tools
 
@@ -31,10 +32,12 @@ __all__ = ["McpKitOptions", "mcp_kit"]
 @attrs.frozen
 class McpKitOptions:
     """``tool_options={"mcp": {"stdio": [...], "http": [...]}}`` or
-    ``[tools.mcp] options = {stdio = [...], http = [...]}``: the servers of the kit."""
+    ``[tools.mcp] options = {stdio = [...], http = [...]}``: the servers of the kit.
+    ``servers`` holds the ``[[mcp_servers]]`` entries (either kind, one table each)."""
 
     stdio: tuple[StdioServer, ...] = ()
     http: tuple[HttpServer, ...] = ()
+    servers: tuple[McpServer, ...] = ()
 
 
 class _Loop:
@@ -76,10 +79,22 @@ class _Loop:
         return result
 
 
+class KitTools(list[Tool]):
+    """The kit's tools; ``aclose()`` (which the store calls when it closes) stops the
+    kit's servers and their loop."""
+
+    def __init__(self, tools: list[Tool], loop: _Loop) -> None:
+        super().__init__(tools)
+        self._loop = loop
+
+    async def aclose(self) -> None:
+        await trio.to_thread.run_sync(self._loop.stop)
+
+
 def mcp_kit(options: McpKitOptions) -> list[Tool]:
     """Start the declared servers (blocking until they list their tools) and return
     their tools. Raises ``ConfigError`` if a server cannot be started."""
-    servers = [*options.stdio, *options.http]
+    servers = [*options.stdio, *options.http, *(entry.server() for entry in options.servers)]
     names = [s.name for s in servers]
     if len(set(names)) != len(names):
         raise ConfigError(f"tool kit 'mcp': server names must be unique, got {', '.join(names)}")
@@ -101,7 +116,7 @@ def mcp_kit(options: McpKitOptions) -> list[Tool]:
         assert tool.server is not None
         call = partial(_call_via, loop, tool.server, tool.remote_name)
         tools.append(attrs.evolve(tool, function=call))
-    return tools
+    return KitTools(tools, loop)
 
 
 async def _call_via(loop: _Loop, connection: ServerConnection, remote: str, **arguments: Any) -> str:
