@@ -17,11 +17,11 @@ from typing import Any, Literal, TextIO
 
 import trio
 
-from .._records import RunResult
+from .._records import FilePart, ImagePart, RunResult
 from .._runtime import StoreEvent
 from .._session import ApprovalHandle, Session
 from .._store import SessionStore
-from ._output import EventPrinter, describe_usage, short
+from ._output import EventPrinter, describe_usage, media_placeholder, short
 
 __all__ = ["Chat", "LineReader"]
 
@@ -169,9 +169,14 @@ class Chat:
         if history:
             self.say(f"(resumed: {len(history)} messages; the last ones follow)")
             for message in history[-6:]:
-                if message.role in ("user", "assistant") and message.text:
-                    who = "you" if message.role == "user" else self.store.agent.name
+                if message.role not in ("user", "assistant"):
+                    continue
+                who = "you" if message.role == "user" else self.store.agent.name
+                if message.text:
                     self.say(f"{who}> {short(message.text, 200)}")
+                for part in message.parts:
+                    if isinstance(part, ImagePart | FilePart):
+                        self.say(f"{who}> {media_placeholder(part)}")
         self.say(BANNER)
         waiting = len(s.pending_approvals)
         if waiting:

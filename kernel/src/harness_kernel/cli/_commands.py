@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from .._plugins import PluginRegistry
-from .._records import Event, RunResult, ToolCallPart, ToolResultPart
+from .._records import Event, RunResult
 from .._runtime import validate_session_id
 from .._session import Session
 from .._store import SessionStore
@@ -28,9 +28,11 @@ from ._kits import kit_problems, list_tool_kits, print_tool_kits
 from ._output import (
     EventPrinter,
     clock,
+    colored,
     cost_text,
     describe_labels,
     describe_usage,
+    message_lines,
     print_json,
     result_json,
     short,
@@ -179,18 +181,10 @@ async def sessions_show(args: argparse.Namespace) -> int:
     )
     out.write(f"created  {clock(record.created_at)}\nupdated  {clock(record.updated_at)}\n")
     out.write(f"usage    {describe_usage(record.usage)}\n\n")
+    color = colored(out)
     for message in messages:
-        for part in message.parts:
-            text = getattr(part, "text", None)
-            if text is not None:
-                out.write(f"{message.role}> {text}\n")
-            elif isinstance(part, ToolCallPart):
-                out.write(
-                    f"{message.role}> [tool call] {part.name} {short(dict(part.arguments), 160)}\n"
-                )
-            elif isinstance(part, ToolResultPart):
-                flag = " (error)" if part.is_error else ""
-                out.write(f"{message.role}> [tool result{flag}] {short(part.content, 160)}\n")
+        for line in message_lines(message, color=color):
+            out.write(f"{line}\n")
     for handle in pending:
         out.write(
             f"\nwaiting for approval {handle.approval_id}: {handle.tool} {short(dict(handle.arguments), 120)}\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -13,25 +14,89 @@ from .._records import (
     ApprovalRequested,
     ApprovalResolved,
     Event,
+    FilePart,
+    ImagePart,
+    Message,
     MessageAdded,
+    ReasoningPart,
     RunFinished,
     RunResult,
+    TextPart,
+    ToolCallPart,
     ToolFinished,
+    ToolResultPart,
     ToolStarted,
     Usage,
 )
 from ..codec import encode_run_result
 
 __all__ = [
+    "DIM",
+    "NORMAL",
     "EventPrinter",
     "LogOnce",
     "clock",
+    "colored",
     "cost_text",
     "describe_usage",
+    "media_placeholder",
+    "message_lines",
     "print_json",
     "short",
     "table",
 ]
+
+DIM = "\x1b[2m"
+NORMAL = "\x1b[22m"
+
+
+def colored(out: TextIO) -> bool:
+    """Whether ``out`` shows terminal styles: a terminal, and ``NO_COLOR`` unset."""
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR")
+
+
+def _size(data: bytes | None) -> str:
+    if data is None:
+        return ""
+    n = len(data)
+    return f", {n} bytes" if n < 1024 else f", {n / 1024:.0f} KB"
+
+
+def media_placeholder(part: ImagePart | FilePart) -> str:
+    """The line an image or a file stands as in the terminal: ``[image image/png, 12 KB]``."""
+    kind = "image" if isinstance(part, ImagePart) else "file"
+    name = f" {part.name}" if isinstance(part, FilePart) and part.name else ""
+    where = f" {part.url}" if part.url else f" ref {part.ref}" if part.ref else ""
+    media = f" {part.media_type}" if part.media_type else ""
+    return f"[{kind}{name}{media}{_size(part.data)}{where}]"
+
+
+def _thinking(part: ReasoningPart) -> str:
+    if part.redacted or not part.text:
+        return "[thinking, not shown]"
+    return f"[{'thinking summary' if part.summary else 'thinking'}] {part.text}"
+
+
+def message_lines(message: Message, *, color: bool) -> list[str]:
+    """A stored message as terminal lines, one per part: reasoning dimmed (or marked
+    ``[thinking]`` without styles), images and files as placeholder lines."""
+    who = message.role
+    lines: list[str] = []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            lines.append(f"{who}> {part.text}")
+        elif isinstance(part, ReasoningPart):
+            text = f"{who}> {_thinking(part)}"
+            lines.append(f"{DIM}{text}{NORMAL}" if color else text)
+        elif isinstance(part, ImagePart | FilePart):
+            lines.append(f"{who}> {media_placeholder(part)}")
+        elif isinstance(part, ToolCallPart):
+            lines.append(f"{who}> [tool call] {part.name} {short(dict(part.arguments), 160)}")
+        elif isinstance(part, ToolResultPart):
+            flag = " (error)" if part.is_error else ""
+            lines.append(f"{who}> [tool result{flag}] {short(part.content, 160)}")
+    return lines
 
 
 def clock(ts: float | None) -> str:
@@ -82,18 +147,46 @@ class EventPrinter:
     """
 
     def __init__(
-        self, agent: str, out: TextIO, notes: TextIO, *, prefix: bool = True, outcome: bool = True
+        self,
+        agent: str,
+        out: TextIO,
+        notes: TextIO,
+        *,
+        prefix: bool = True,
+        outcome: bool = True,
+        color: bool | None = None,
     ) -> None:
         self.agent = agent
         self.out = out
         self.notes = notes
         self.prefix = prefix
         self.outcome = outcome
+        self.color = colored(out) if color is None else color
         self._in_text = False
+        self._in_thinking = False
         self._streamed = False
         self._shown = ""
 
+    def thinking(self, fragment: str) -> None:
+        """Reasoning as it streams: its own block, dimmed (``[thinking]`` without styles)."""
+        if not fragment:
+            return
+        if not self._in_thinking:
+            self._end_text()
+            lead = f"{self.agent}> " if self.prefix else ""
+            self.out.write(f"{DIM}{lead}" if self.color else f"{lead}[thinking] ")
+            self._in_thinking = True
+        self.out.write(fragment)
+        self.out.flush()
+
+    def _end_thinking(self) -> None:
+        if self._in_thinking:
+            self.out.write(f"{NORMAL}\n" if self.color else "\n")
+            self.out.flush()
+            self._in_thinking = False
+
     def _end_text(self) -> None:
+        self._end_thinking()
         if self._in_text:
             self.out.write("\n")
             self.out.flush()
@@ -105,6 +198,7 @@ class EventPrinter:
         self.notes.flush()
 
     def text(self, fragment: str) -> None:
+        self._end_thinking()
         if not self._in_text:
             if self.prefix:
                 self.out.write(f"{self.agent}> ")
@@ -121,6 +215,9 @@ class EventPrinter:
         if kind == "text.delta":
             self._streamed = True
             self.text(item.text)
+        elif kind == "reasoning.delta":
+            self._streamed = True
+            self.thinking(item.text)
         elif kind == "tool_call.start":
             self._end_text()
         elif isinstance(item, Event):
@@ -145,9 +242,15 @@ class EventPrinter:
             message = payload.message
             if message.role == "assistant":
                 # Text already streamed as deltas is not shown twice.
-                if message.text and not self._streamed:
-                    self.text(message.text)
+                if not self._streamed:
+                    for thought in message.reasoning:
+                        self.thinking(_thinking(thought).partition("] ")[2] or "…")
+                    if message.text:
+                        self.text(message.text)
                 self._end_text()
+                for media in message.parts:
+                    if isinstance(media, ImagePart | FilePart):
+                        self.out.write(f"{media_placeholder(media)}\n")
                 self._streamed = False
                 self._shown = ""
         elif isinstance(payload, ToolStarted):
