@@ -12,16 +12,18 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
-import httpx
 
 from .._secrets import secret_option_values
 from ..contracts import ModelEvent, ModelProvider, ModelRequest
 from ..errors import BadRequest
 from ._sse import ServerSentEvent
 from ._transport import SSETransport, api_key_from_env
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HttpProvider", "StreamDecoder"]
 

@@ -30,11 +30,9 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import httpx
-import trio
 
 from .._outbound import request_headers
 from .._secrets import mask_key_shapes, mask_values
@@ -48,6 +46,13 @@ from ..errors import (
     RateLimited,
 )
 from ._sse import ServerSentEvent, SSEDecoder
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx and trio are imported where a request is made, not here: provider plugins import
+# this module for their options' validators, and every command imports every installed
+# plugin to list what it registers.
 
 __all__ = [
     "ErrorDetail",
@@ -347,6 +352,8 @@ class SSETransport:
         self.read_timeout = read_timeout
         self.max_response_bytes = max_response_bytes
         self.secrets = tuple(s for s in secrets if s)
+        import httpx
+
         self.client = httpx.AsyncClient(
             base_url=base_url,
             headers=dict(headers),
@@ -386,6 +393,8 @@ class SSETransport:
         return ProviderUnavailable(f"{self.provider}: the request timed out{after}, {phase}")
 
     def _unreachable(self, exc: httpx.HTTPError, phase: str) -> ProviderError:
+        import httpx
+
         if isinstance(exc, httpx.TimeoutException):
             return self._timed_out(f"{phase} (connect_timeout)", None)
         if isinstance(exc, httpx.DecodingError):
@@ -402,6 +411,9 @@ class SSETransport:
         Raises ``ProviderError`` subclasses for HTTP errors, timeouts, broken
         connections and oversized responses. The events end when the response does.
         """
+        import httpx
+        import trio
+
         deadline = trio.current_time() + self.timeout if self.timeout is not None else math.inf
         added = await request_headers(self.provider, "POST", str(self.client.base_url.join(path)))
         if added:  # what plugins add (traceparent); the provider's own headers win
@@ -459,6 +471,9 @@ class SSETransport:
 
     async def _next(self, chunks: AsyncIterator[bytes], deadline: float) -> bytes | None:
         """The next piece of the body (``None`` at its end), within the deadlines."""
+        import httpx
+        import trio
+
         limit = deadline
         if self.read_timeout is not None:
             limit = min(deadline, trio.current_time() + self.read_timeout)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import trio
 
 from harness_kernel import LogSink
 
@@ -128,6 +127,8 @@ class JsonlSink(LogSink):
 
     async def aclose(self) -> None:
         """Write what is buffered and close the file (in a worker thread: it may fsync)."""
+        import trio  # here: listing the plugin needs no trio
+
         await trio.to_thread.run_sync(self.close)
 
     def close(self) -> None:

@@ -11,14 +11,21 @@ store's options or ``harness.toml`` instead (``tools=["mcp"]``). See ``docs/mcp.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from harness_kernel import hookimpl
 from harness_kernel.hookspecs import Register
 
-from ._connection import ServerStatus, ServerUnavailable
-from ._entry import McpServer
-from ._kit import McpKitOptions, mcp_kit
+from ._entry import McpKitOptions, McpServer
 from ._options import HttpServer, McpServerOptions, Restart, StdioServer, tool_name
-from ._servers import McpServers, McpTool, open_mcp_servers
+
+if TYPE_CHECKING:
+    from harness_kernel import Tool
+
+    from ._connection import ServerStatus, ServerUnavailable
+    from ._kit import mcp_kit
+    from ._servers import McpServers, McpTool, open_mcp_servers
 
 __all__ = [
     "HttpServer",
@@ -37,6 +44,37 @@ __all__ = [
 ]
 
 
+# The names that need the MCP SDK (or trio) load on first use, so importing the plugin (as the
+# entry point does for every command) costs no SDK import.
+_MODULE_OF = {
+    "McpServers": "._servers",
+    "McpTool": "._servers",
+    "ServerStatus": "._connection",
+    "ServerUnavailable": "._connection",
+    "mcp_kit": "._kit",
+    "open_mcp_servers": "._servers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _mcp_kit(options: McpKitOptions) -> list[Tool]:
+    from ._kit import mcp_kit
+
+    return mcp_kit(options)
+
+
 @hookimpl
 def harness_kernel_tools(register: Register) -> None:
-    register("mcp", mcp_kit, options=McpKitOptions)
+    register("mcp", _mcp_kit, options=McpKitOptions)

@@ -13,7 +13,7 @@ import attrs
 
 from ._options import Approval, HttpServer, Restart, StdioServer
 
-__all__ = ["McpServer"]
+__all__ = ["McpKitOptions", "McpServer"]
 
 _STDIO_ONLY = ("args", "env", "env_from", "cwd")
 _HTTP_ONLY = ("headers", "headers_from_env")
@@ -86,3 +86,14 @@ class McpServer:
             headers_from_env=dict(self.headers_from_env),
             **common,  # type: ignore[arg-type]
         )
+
+
+@attrs.frozen
+class McpKitOptions:
+    """``tool_options={"mcp": {"stdio": [...], "http": [...]}}`` or
+    ``[tools.mcp] options = {stdio = [...], http = [...]}``: the servers of the kit.
+    ``servers`` holds the ``[[mcp_servers]]`` entries (either kind, one table each)."""
+
+    stdio: tuple[StdioServer, ...] = ()
+    http: tuple[HttpServer, ...] = ()
+    servers: tuple[McpServer, ...] = ()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import atexit
 import threading
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -21,23 +21,12 @@ import trio
 from harness_kernel import Tool
 from harness_kernel.errors import ConfigError
 
-from ._connection import ServerConnection
-from ._entry import McpServer
-from ._options import HttpServer, StdioServer
-from ._servers import McpTool, kernel_tools
+from ._entry import McpKitOptions
+
+if TYPE_CHECKING:
+    from ._connection import ServerConnection
 
 __all__ = ["McpKitOptions", "mcp_kit"]
-
-
-@attrs.frozen
-class McpKitOptions:
-    """``tool_options={"mcp": {"stdio": [...], "http": [...]}}`` or
-    ``[tools.mcp] options = {stdio = [...], http = [...]}``: the servers of the kit.
-    ``servers`` holds the ``[[mcp_servers]]`` entries (either kind, one table each)."""
-
-    stdio: tuple[StdioServer, ...] = ()
-    http: tuple[HttpServer, ...] = ()
-    servers: tuple[McpServer, ...] = ()
 
 
 class _Loop:
@@ -94,6 +83,11 @@ class KitTools(list[Tool]):
 def mcp_kit(options: McpKitOptions) -> list[Tool]:
     """Start the declared servers (blocking until they list their tools) and return
     their tools. Raises ``ConfigError`` if a server cannot be started."""
+    # The MCP SDK (and jsonschema) load when a kit is built, not when the plugin is
+    # listed: ``harness-kernel plugins`` imports every plugin's entry point.
+    from ._connection import ServerConnection
+    from ._servers import McpTool, kernel_tools
+
     servers = [*options.stdio, *options.http, *(entry.server() for entry in options.servers)]
     names = [s.name for s in servers]
     if len(set(names)) != len(names):

@@ -8,7 +8,14 @@ from typing import Literal, TypeAlias
 
 import attrs
 
-__all__ = ["Approval", "HttpServer", "McpServerOptions", "Restart", "StdioServer", "tool_name"]
+__all__ = [
+    "Approval",
+    "HttpServer",
+    "McpServerOptions",
+    "Restart",
+    "StdioServer",
+    "tool_name",
+]
 
 Approval: TypeAlias = Literal["auto", "ask", "deny"]
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import trio
 
 from harness_kernel import RetryPolicy, hookimpl
 from harness_kernel.hookspecs import Register
@@ -120,6 +119,8 @@ def _retry_after(error: BaseException) -> float | None:
 
 
 def _caller() -> Any:
+    import trio  # here: listing the plugin needs no trio
+
     try:
         return trio.lowlevel.current_task()
     except RuntimeError:

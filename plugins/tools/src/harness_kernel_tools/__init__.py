@@ -9,13 +9,20 @@ that no sandbox is configured. Options per kit: ``create_session_store(tool_opti
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from harness_kernel import hookimpl
 from harness_kernel.hookspecs import Register
 
-from ._files import files_kit
 from ._options import DEFAULT_APPROVALS, FilesKitOptions, ShellKitOptions
-from ._search import glob_regex
-from ._shell import shell_kit
+
+if TYPE_CHECKING:
+    from harness_kernel import Tool
+
+    from ._files import files_kit
+    from ._search import glob_regex
+    from ._shell import shell_kit
 
 __all__ = [
     "DEFAULT_APPROVALS",
@@ -27,7 +34,37 @@ __all__ = [
 ]
 
 
+# The kits (and ``regex``) load when a kit is built or one of these names is used, not
+# when the plugin is imported: every command imports every installed plugin to list it.
+_MODULE_OF = {"files_kit": "._files", "glob_regex": "._search", "shell_kit": "._shell"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _files_kit(options: FilesKitOptions) -> list[Tool]:
+    from ._files import files_kit
+
+    return files_kit(options)
+
+
+def _shell_kit(options: ShellKitOptions) -> list[Tool]:
+    from ._shell import shell_kit
+
+    return shell_kit(options)
+
+
 @hookimpl
 def harness_kernel_tools(register: Register) -> None:
-    register("files", files_kit, options=FilesKitOptions)
-    register("shell", shell_kit, options=ShellKitOptions)
+    register("files", _files_kit, options=FilesKitOptions)
+    register("shell", _shell_kit, options=ShellKitOptions)

@@ -11,13 +11,18 @@ names the limit that stopped a command. See ``docs/sandboxes.md``.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from harness_kernel import hookimpl
 from harness_kernel.hookspecs import Register
 
-from ._exec import OutputCapture
 from ._limits import LIMIT_NAMES, CommandLimits, LimitName
 from ._options import DEFAULT_PATH, LocalSandboxOptions
-from ._sandbox import LocalSandbox, LocalSandboxSession, workspace_name
+
+if TYPE_CHECKING:
+    from ._exec import OutputCapture
+    from ._sandbox import LocalSandbox, LocalSandboxSession, workspace_name
 
 __all__ = [
     "DEFAULT_PATH",
@@ -32,6 +37,35 @@ __all__ = [
 ]
 
 
+# The sandbox loads when one is built (or one of these names is used), not when the
+# plugin is imported: every command imports every installed plugin to list it.
+_MODULE_OF = {
+    "LocalSandbox": "._sandbox",
+    "LocalSandboxSession": "._sandbox",
+    "OutputCapture": "._exec",
+    "workspace_name": "._sandbox",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _local(options: LocalSandboxOptions) -> LocalSandbox:
+    from ._sandbox import LocalSandbox
+
+    return LocalSandbox(options)
+
+
 @hookimpl
 def harness_kernel_sandboxes(register: Register) -> None:
-    register("local", LocalSandbox, options=LocalSandboxOptions)
+    register("local", _local, options=LocalSandboxOptions)

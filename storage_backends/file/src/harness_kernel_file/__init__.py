@@ -11,13 +11,18 @@ processes are fenced with ``fcntl.flock``. See docs/storage/file.md.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import attrs
 
 from harness_kernel import hookimpl
 from harness_kernel.hookspecs import Register
 
 from ._names import decode_id, encode_id
-from ._storage import LAYOUT_VERSION, FileStorage
+
+if TYPE_CHECKING:
+    from ._storage import LAYOUT_VERSION, FileStorage
 
 __all__ = ["LAYOUT_VERSION", "FileOptions", "FileStorage", "decode_id", "encode_id"]
 
@@ -34,7 +39,27 @@ class FileOptions:
     """Worker threads doing file I/O at once."""
 
 
+# The storage (and the codec it uses) loads when one is built, not when the plugin is
+# imported: every command imports every installed plugin to list it.
+_MODULE_OF = {"FileStorage": "._storage", "LAYOUT_VERSION": "._storage"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 def build(options: FileOptions) -> FileStorage:
+    from ._storage import FileStorage
+
     return FileStorage(options.root, fsync=options.fsync, max_threads=options.max_threads)
 
 

@@ -14,13 +14,19 @@ See docs/storage/postgres.md.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import attrs
 
 from harness_kernel import hookimpl
 from harness_kernel.hookspecs import Register
 
-from ._schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
-from ._storage import PostgresStorage, channel_name, valid_schema
+from ._names import channel_name, valid_schema
+
+if TYPE_CHECKING:
+    from ._schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
+    from ._storage import PostgresStorage
 
 __all__ = [
     "MIGRATIONS",
@@ -61,7 +67,33 @@ class PostgresOptions:
     """Worker threads that watches use at once to connect and catch up."""
 
 
+# psycopg loads when a storage is built (or one of these names is used), not when the
+# plugin is imported: every command imports every installed plugin to list it.
+_MODULE_OF = {
+    "MIGRATIONS": "._schema",
+    "SCHEMA_VERSION": "._schema",
+    "PostgresStorage": "._storage",
+    "migrate": "._schema",
+    "schema_version": "._schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 def build(options: PostgresOptions) -> PostgresStorage:
+    from ._storage import PostgresStorage
+
     return PostgresStorage(
         options.dsn,
         schema=options.schema,

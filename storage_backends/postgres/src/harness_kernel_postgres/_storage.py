@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -57,6 +56,7 @@ from harness_kernel.storage import (
     gc_paused,
 )
 
+from ._names import channel_name, valid_schema
 from ._schema import migrate
 from ._watch import Watch
 
@@ -64,23 +64,8 @@ __all__ = ["PostgresStorage", "channel_name", "valid_schema"]
 
 T = TypeVar("T")
 _CURSOR_TAG = "pg1"
-_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 # Connection-level failures: the statement may not have run, or its outcome is unknown.
 _LOST_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
-
-
-def valid_schema(schema: str) -> str:
-    """``schema`` if it is a lower-case identifier of at most 48 characters."""
-    if not _SCHEMA.fullmatch(schema):
-        raise ValueError(
-            f"schema must be a lower-case identifier (letters, digits, _; at most 48), not {schema!r}"
-        )
-    return schema
-
-
-def channel_name(schema: str) -> str:
-    """The ``NOTIFY`` channel of a schema's appends."""
-    return f"harness_kernel_{schema}"
 
 
 class _Lost(Exception):

@@ -15,16 +15,19 @@ come from the standard AWS chain. See docs/storage/s3.md.
 
 from __future__ import annotations
 
-from typing import Literal
+import importlib
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from harness_kernel import hookimpl
 from harness_kernel.hookspecs import Register
 
-from ._client import S3Client
 from ._keys import decode_id, encode_id
-from ._storage import S3Storage
+
+if TYPE_CHECKING:
+    from ._client import S3Client
+    from ._storage import S3Storage
 
 __all__ = ["S3Client", "S3Options", "S3Storage", "build", "decode_id", "encode_id"]
 
@@ -63,7 +66,28 @@ class S3Options:
     acknowledged messages are silently lost. Only for a server known to enforce them."""
 
 
+# botocore and boto3 load when a storage is built (or one of these names is used), not
+# when the plugin is imported: every command imports every installed plugin to list it.
+_MODULE_OF = {"S3Client": "._client", "S3Storage": "._storage"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 def build(options: S3Options) -> S3Storage:
+    from ._client import S3Client
+    from ._storage import S3Storage
+
     client = S3Client(
         bucket=options.bucket,
         endpoint_url=options.endpoint_url,

@@ -12,13 +12,18 @@ tests. See docs/storage/sqlite.md.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import attrs
 
 from harness_kernel import hookimpl
 from harness_kernel.hookspecs import Register
 
-from ._schema import MIGRATIONS, SCHEMA_VERSION
-from ._storage import SqliteStorage, Synchronous
+from ._schema import MIGRATIONS, SCHEMA_VERSION, Synchronous
+
+if TYPE_CHECKING:
+    from ._storage import SqliteStorage
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteOptions", "SqliteStorage", "Synchronous"]
 
@@ -37,7 +42,27 @@ class SqliteOptions:
     """Worker threads (each with its own connection) running queries at once."""
 
 
+# The storage (and the codec it uses) loads when one is built, not when the plugin is
+# imported: every command imports every installed plugin to list it.
+_MODULE_OF = {"SqliteStorage": "._storage"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 def build(options: SqliteOptions) -> SqliteStorage:
+    from ._storage import SqliteStorage
+
     return SqliteStorage(
         options.path,
         busy_timeout_ms=options.busy_timeout_ms,

@@ -9,10 +9,13 @@ this code is refused instead of being misread.
 from __future__ import annotations
 
 import sqlite3
+from typing import Literal, TypeAlias
 
 from harness_kernel.errors import StorageError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Synchronous", "migrate"]
+
+Synchronous: TypeAlias = Literal["off", "normal", "full", "extra"]
 
 MIGRATIONS: list[tuple[str, ...]] = [
     # 0 -> 1: sessions, their labels and their event logs.

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 import trio
@@ -47,12 +47,11 @@ from harness_kernel.storage import (
     gc_paused,
 )
 
-from ._schema import migrate
+from ._schema import Synchronous, migrate
 
 __all__ = ["SqliteStorage", "Synchronous"]
 
 T = TypeVar("T")
-Synchronous = Literal["off", "normal", "full", "extra"]
 _CURSOR_TAG = "sq1"
 
 
