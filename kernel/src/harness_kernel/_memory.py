@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
-import trio
 
 from ._records import Event, SessionRecord
 from .contracts import (
@@ -39,6 +38,9 @@ class MemoryStorage(SessionStorage):
     )
 
     def __init__(self) -> None:
+        import trio  # here: the builtins module (imported to list plugins) needs no trio
+
+        self._checkpoint = trio.lowlevel.checkpoint
         self._entries: dict[str, _Entry] = {}
 
     def _entry(self, session_id: str) -> _Entry:
@@ -48,18 +50,18 @@ class MemoryStorage(SessionStorage):
             raise SessionNotFound(f"session '{session_id}' not found") from None
 
     async def create(self, record: SessionRecord) -> None:
-        await trio.lowlevel.checkpoint()
+        await self._checkpoint()
         if record.id in self._entries:
             raise SessionExists(f"session '{record.id}' already exists")
         self._entries[record.id] = _Entry(record)
 
     async def load(self, session_id: str) -> SessionRecord | None:
-        await trio.lowlevel.checkpoint()
+        await self._checkpoint()
         entry = self._entries.get(session_id)
         return entry.record if entry else None
 
     async def save(self, record: SessionRecord, expected_revision: int) -> None:
-        await trio.lowlevel.checkpoint()
+        await self._checkpoint()
         if record.revision != expected_revision + 1:
             raise ValueError("record.revision must be expected_revision + 1")
         entry = self._entry(record.id)
@@ -78,7 +80,7 @@ class MemoryStorage(SessionStorage):
         *,
         incarnation: str | None = None,
     ) -> None:
-        await trio.lowlevel.checkpoint()
+        await self._checkpoint()
         check_batch(events, expected_seq)
         entry = self._entry(session_id)
         check_incarnation(session_id, entry.record.incarnation, incarnation)
@@ -90,14 +92,14 @@ class MemoryStorage(SessionStorage):
     async def read(
         self, session_id: str, after_seq: int = 0, limit: int | None = None
     ) -> list[Event]:
-        await trio.lowlevel.checkpoint()
+        await self._checkpoint()
         events = self._entry(session_id).events
         start = max(after_seq, 0)  # seq n lives at index n - 1
         stop = len(events) if limit is None else min(len(events), start + max(limit, 0))
         return events[start:stop]
 
     async def last_seq(self, session_id: str) -> int:
-        await trio.lowlevel.checkpoint()
+        await self._checkpoint()
         events = self._entry(session_id).events
         return events[-1].seq if events else 0
 
@@ -109,13 +111,13 @@ class MemoryStorage(SessionStorage):
         *,
         order: ListOrder = "created",
     ) -> Page:
-        await trio.lowlevel.checkpoint()
+        await self._checkpoint()
         return page_in_order(
             (e.record for e in self._entries.values()), filter, limit, cursor, order
         )
 
     async def delete(self, session_id: str) -> bool:
-        await trio.lowlevel.checkpoint()
+        await self._checkpoint()
         return self._entries.pop(session_id, None) is not None
 
 

@@ -16,10 +16,8 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 import pluggy
-import trio
 
 from . import hookspecs
-from ._validation import ValidationFailed, structure_strictly
 from .errors import ConfigError, PluginError, PluginLoadError
 
 __all__ = [
@@ -70,6 +68,9 @@ class Registration:
                     f"{path}: {self.kind} '{self.name}' takes no options (got {keys})"
                 )
             return self.factory()
+        # cattrs loads when a component is built, not when plugins are only listed.
+        from ._validation import ValidationFailed, structure_strictly
+
         try:
             value: Any = structure_strictly(options, self.options, root=path)
         except ValidationFailed as exc:
@@ -131,6 +132,7 @@ class PluginRegistry:
         self.pm = pluggy.PluginManager("harness_kernel")
         self.pm.add_hookspecs(hookspecs)
         self.strict = strict
+        self._arguments = (tuple(plugins), strict, autoload, None if allow is None else set(allow))
         self._failures: list[PluginInfo] = []
         self._dists: dict[str, tuple[str | None, str | None]] = {}
         for module_name in BUILTIN_MODULES:
@@ -161,6 +163,20 @@ class PluginRegistry:
         self._registrations: dict[Kind, dict[str, Registration]] = {kind: {} for kind in KINDS}
         self._shadowed: list[Registration] = []
         self._collect()
+
+    def loaded_with(
+        self, *, plugins: Sequence[object], strict: bool, autoload: bool | None
+    ) -> bool:
+        """Whether this registry was loaded from exactly these arguments (the same
+        plugin objects, no allow-list argument), so a store may use it as it is."""
+        objects, was_strict, was_autoload, allow = self._arguments
+        return (
+            allow is None
+            and was_strict == strict
+            and was_autoload == autoload
+            and len(objects) == len(plugins)
+            and all(a is b for a, b in zip(objects, plugins, strict=True))
+        )
 
     # -- loading ---------------------------------------------------------------
 
@@ -349,6 +365,9 @@ class HookRunner:
     """
 
     def __init__(self, pm: pluggy.PluginManager, log: Any, *, deadline: float = 10.0) -> None:
+        import trio  # here, not at the top: listing plugins needs no event loop
+
+        self._move_on_after = trio.move_on_after
         self._log = log
         self.deadline = deadline
         self._impls: dict[str, tuple[_Impl, ...]] = {}
@@ -368,20 +387,21 @@ class HookRunner:
         for impl in self._impls[name]:
             if impl.key in disabled:
                 continue
-            with trio.move_on_after(self.deadline) as scope:
+            try:
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:
+                self._failed(name, impl, exc, disabled)
+                continue
+            if result is None or not inspect.isawaitable(result):
+                continue
+            # Only an awaitable can outlive the deadline (a synchronous observer has
+            # returned already), so only an awaitable gets a cancel scope: it costs more
+            # than a plain observer's whole call.
+            with self._move_on_after(self.deadline) as scope:
                 try:
-                    result = impl.function(**{k: kwargs[k] for k in impl.argnames})
-                    if inspect.isawaitable(result):
-                        await result
+                    await result
                 except Exception as exc:
-                    disabled.add(impl.key)
-                    self._log.error(
-                        "hook_failed",
-                        hook=name,
-                        plugin=impl.key.rpartition(":")[0],
-                        error=f"{type(exc).__name__}: {exc}",
-                        disabled=True,
-                    )
+                    self._failed(name, impl, exc, disabled)
             if scope.cancelled_caught:
                 disabled.add(impl.key)
                 self._log.error(
@@ -391,6 +411,16 @@ class HookRunner:
                     deadline=self.deadline,
                     disabled=True,
                 )
+
+    def _failed(self, name: str, impl: _Impl, exc: Exception, disabled: set[str]) -> None:
+        disabled.add(impl.key)
+        self._log.error(
+            "hook_failed",
+            hook=name,
+            plugin=impl.key.rpartition(":")[0],
+            error=f"{type(exc).__name__}: {exc}",
+            disabled=True,
+        )
 
     async def first(self, name: str, **kwargs: Any) -> tuple[Any, str | None]:
         """The first non-None result and the plugin that gave it. Exceptions propagate,

@@ -11,7 +11,9 @@ starts with (``default_model`` and each mode's model, against ``models()``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -33,7 +35,21 @@ from ._tools import Tool
 from .contracts import LogSink, ModelProvider, RetryPolicy, Sandbox, SessionStorage
 from .errors import ConfigError
 
-__all__ = ["Components", "build_components", "served_model_error"]
+__all__ = ["Components", "build_components", "preloaded", "served_model_error"]
+
+_preloaded: ContextVar[PluginRegistry | None] = ContextVar("_preloaded", default=None)
+
+
+@contextmanager
+def preloaded(registry: PluginRegistry | None) -> Iterator[None]:
+    """Stores opened inside use ``registry`` if it was loaded from their own plugin
+    arguments, instead of loading the plugins again (``open_store_from_config`` passes
+    the registry ``load_config`` resolved the file against: one load per command)."""
+    token = _preloaded.set(registry)
+    try:
+        yield
+    finally:
+        _preloaded.reset(token)
 
 
 @attrs.frozen
@@ -80,7 +96,11 @@ async def build_components(
     build the components; a failure while building closes what was already built."""
     if not isinstance(agent, Agent):
         raise ConfigError("agent: expected the result of define_agent(...)")
-    registry = PluginRegistry(plugins=plugins, strict=strict_plugins, autoload=autoload_plugins)
+    registry = _preloaded.get()
+    if registry is None or not registry.loaded_with(
+        plugins=plugins, strict=strict_plugins, autoload=autoload_plugins
+    ):
+        registry = PluginRegistry(plugins=plugins, strict=strict_plugins, autoload=autoload_plugins)
     errors: list[str] = []
     choices = resolve_choices(
         registry,

@@ -96,6 +96,10 @@ class HarnessConfig:
     """The ``[prices]`` and ``[budget]`` tables, validated."""
     mcp_kit_added: bool = False
     """``[[mcp_servers]]`` added the ``mcp`` tool kit to the agent (which does not name it)."""
+    registry: PluginRegistry | None = attrs.field(default=None, eq=False, repr=False)
+    """The plugins the file was resolved against. ``open_store_from_config`` opens the
+    store with them and ``harness-kernel plugins`` lists them, so one command loads the
+    plugins (and runs their registration hooks) once."""
 
     @property
     def agent(self) -> Agent:
@@ -468,6 +472,7 @@ def load_config(
         grace_period=float(grace),
         costs=costs,
         mcp_kit_added=added,
+        registry=registry,
     )
 
 
@@ -521,6 +526,7 @@ async def open_store_from_config(
     the store opens (a provider whose real namespace collides, a model ref its provider
     does not serve) is raised as a ``ConfigFileError`` too.
     """
+    from ._resolve import preloaded
     from ._store import create_session_store
 
     loaded = config if isinstance(config, HarnessConfig) else load_config(config)
@@ -545,7 +551,8 @@ async def open_store_from_config(
     }
     async with AsyncExitStack() as stack:
         try:
-            store = await stack.enter_async_context(create_session_store(**arguments))
+            with preloaded(loaded.registry):
+                store = await stack.enter_async_context(create_session_store(**arguments))
         except ConfigFileError:
             raise
         except ConfigError as exc:

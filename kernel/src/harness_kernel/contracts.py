@@ -11,12 +11,14 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, Literal, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeAlias
 
 import attrs
-import trio
 
 from ._records import Event, Message, SessionRecord, Usage
+
+if TYPE_CHECKING:
+    import trio
 
 __all__ = [
     "DirEntry",

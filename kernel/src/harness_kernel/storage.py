@@ -28,8 +28,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._records import Event, SessionRecord
-from ._runtime import validate_session_id
-from .codec import dumps
 from .contracts import ListOrder, Page, SessionFilter
 from .errors import IncarnationMismatch
 
@@ -78,6 +76,8 @@ def encode_id(session_id: str) -> str:
     Refuses ids the kernel would refuse (``InvalidSessionId``); the 128-character limit
     keeps every name under the 255-byte limit of common filesystems.
     """
+    from ._runtime import validate_session_id  # imported here: plugins import this module
+
     validate_session_id(session_id)
     return base64.b32hexencode(session_id.encode()).decode().rstrip("=").lower()
 
@@ -178,6 +178,8 @@ def page_in_order(
 def json_bytes(payload: Any) -> bytes:
     """``codec.dumps`` as UTF-8. A lone surrogate (valid in a Python str, not in UTF-8) is
     written as its JSON escape, which reads back as the same str."""
+    from .codec import dumps  # imported here: listing plugins needs no codec
+
     text = dumps(payload)
     try:
         return text.encode()

@@ -223,10 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.debug = getattr(args, "debug", False)
     args.labels = dict(getattr(args, "label_list", []))
     key = f"{args.command} {args.action}" if getattr(args, "action", None) else args.command
-    from ._output import LogOnce
+    from ._plain import LogOnce
 
     # A long-running service reports each occurrence itself; the other commands print
-    # a start-up warning once, though they load the plugins twice.
+    # each distinct start-up warning once.
     kernel_log = logging.getLogger("harness_kernel")
     warnings = LogOnce()
     if key != "serve":
@@ -267,6 +267,10 @@ def _run(key: str, args: argparse.Namespace) -> int:
         from ..server import serve
 
         return serve(args.config, host=args.host, port=args.port)
+    if key == "plugins":  # the listing needs neither trio nor the store
+        from ._listing import plugins
+
+        return plugins(args)
     import trio
 
     from ..config import load_config

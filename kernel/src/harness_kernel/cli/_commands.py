@@ -21,10 +21,11 @@ from .._runtime import validate_session_id
 from .._session import Session
 from .._store import SessionStore
 from ..codec import converter, decode_event, decode_record, encode_event, encode_record
-from ..config import ConfigFileError, HarnessConfig, load_config, open_store_from_config
+from ..config import ConfigFileError, load_config, open_store_from_config
 from ..errors import HarnessError, SessionExists
 from ._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandFailed
 from ._kits import kit_problems, list_tool_kits, print_tool_kits
+from ._listing import plugins
 from ._output import (
     EventPrinter,
     clock,
@@ -404,50 +405,6 @@ async def approvals_resolve(args: argparse.Namespace) -> int:
 
 
 # -- plugins and config -------------------------------------------------------------
-
-
-def plugins(args: argparse.Namespace) -> int:
-    modules: tuple[object, ...] = ()
-    strict, autoload = False, None
-    try:
-        loaded: HarnessConfig | None = load_config(args.config)
-    except ConfigFileError as exc:
-        loaded = None
-        if args.config_given or "no such file" not in str(exc):
-            sys.stderr.write(f"note: listing without the configuration ({exc.errors[0]})\n")
-    if loaded is not None:
-        modules, strict, autoload = (
-            loaded.plugin_objects,
-            loaded.strict_plugins,
-            loaded.autoload_plugins,
-        )
-    rows = PluginRegistry(plugins=modules, strict=strict, autoload=autoload).listing()
-    kits = list_tool_kits(loaded, args.tools_timeout) if loaded and not args.no_tools else []
-    for problem in kit_problems(kits):
-        sys.stderr.write(f"error: {problem}\n")
-    if args.json:
-        for row in rows:
-            print_json(attrs.asdict(row))
-        print_tool_kits(kits, args, sys.stdout)
-        return EXIT_FAILED if kit_problems(kits) else EXIT_OK
-    table(
-        ("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "ERROR"),
-        [
-            (
-                r.kind,
-                r.name,
-                r.plugin,
-                r.distribution or "-",
-                r.version or "-",
-                r.status,
-                r.error or "",
-            )
-            for r in rows
-        ],
-        sys.stdout,
-    )
-    print_tool_kits(kits, args, sys.stdout)
-    return EXIT_FAILED if kit_problems(kits) else EXIT_OK
 
 
 def config_check(args: argparse.Namespace) -> int:

@@ -65,7 +65,8 @@ def list_tool_kits(loaded: HarnessConfig, timeout: float) -> list[KitListing]:
         return []
     import trio
 
-    registry = PluginRegistry(
+    # The registry the file was resolved against: the plugins are not loaded again.
+    registry = loaded.registry or PluginRegistry(
         plugins=loaded.plugin_objects,
         strict=loaded.strict_plugins,
         autoload=loaded.autoload_plugins,

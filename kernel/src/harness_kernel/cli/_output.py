@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from .._records import (
@@ -29,6 +27,7 @@ from .._records import (
     Usage,
 )
 from ..codec import encode_run_result
+from ._plain import LogOnce, print_json, table
 
 __all__ = [
     "DIM",
@@ -111,26 +110,6 @@ def short(value: Any, limit: int = 80) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
-    """Left-aligned columns separated by two spaces; the last column is not padded."""
-    cells = [
-        [str(c) for c in headers],
-        *[["-" if c is None else str(c) for c in row] for row in rows],
-    ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        line = "  ".join(
-            cell.ljust(widths[i]) if i < len(row) - 1 else cell for i, cell in enumerate(row)
-        )
-        out.write(line.rstrip() + "\n")
-
-
-def print_json(value: Any, out: TextIO | None = None) -> None:
-    stream = out or sys.stdout
-    stream.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
-    stream.flush()
 
 
 def result_json(result: RunResult) -> dict[str, Any]:
@@ -274,24 +253,6 @@ class EventPrinter:
                 self.note(f"[run failed] {payload.error.message} ({payload.error.code})")
             elif payload.status == "aborted":
                 self.note("[run aborted]")
-
-
-class LogOnce(logging.Handler):
-    """The kernel's warnings on stderr, each distinct one once per command.
-
-    A command may load the plugins twice (the configuration is checked, then the store
-    is opened from it); a plugin that fails to register is still one problem to report.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self._seen: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = f"{record.levelname.lower()}: {record.getMessage()}"
-        if text not in self._seen:
-            self._seen.add(text)
-            sys.stderr.write(text + "\n")
 
 
 def cost_text(usage: Usage) -> str:
