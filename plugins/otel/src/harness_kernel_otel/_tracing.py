@@ -5,23 +5,32 @@ and per tool execution (``execute_tool <tool>``), with the GenAI semantic conven
 attributes. Spans are started and ended with explicit parent contexts, never attached
 to the context of the task that happens to call a hook: hooks of one run are called from
 the session's task, but a run may resume in another task (after an approval).
+
+The OpenTelemetry API is imported with the first tracer, not with this module: the
+entry point imports it whenever plugins are listed. Each hook does as little as it can
+around the SDK's own work (one attribute call per span and hook, the run's context for
+its children made once), since every hook runs inside a turn.
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
-from harness_kernel import LogSink, ModelRequest, RunResult, ToolCallPart, Usage, hookimpl
+from harness_kernel import LogSink, hookimpl
 from harness_kernel.hookspecs import Register
 
 from ._content import Redactor, render_messages, render_output, render_value
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
+
+    from harness_kernel import ModelRequest, RunResult, ToolCallPart, Usage
 
 __all__ = ["SpanEventSink", "Tracing", "default_tracing"]
 
@@ -33,10 +42,38 @@ INSTRUMENTATION: Final = "harness_kernel_otel"
 _owners: weakref.WeakValueDictionary[str, Tracing] = weakref.WeakValueDictionary()
 
 
+@final
+class _Api:
+    """The parts of the OpenTelemetry API the hooks use, imported on first use."""
+
+    def __init__(self) -> None:
+        from opentelemetry import context, propagate, trace
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        self.current_context: Callable[[], Context] = context.get_current
+        self.in_context: Callable[[Span], Context] = trace.set_span_in_context
+        self.get_tracer = trace.get_tracer
+        self.inject = propagate.inject
+        self.internal: SpanKind = SpanKind.INTERNAL
+        self.client: SpanKind = SpanKind.CLIENT
+        self.error: StatusCode = StatusCode.ERROR
+        self.status: type[Status] = Status
+
+    def failed(self, span: Span, why: str, message: str | None = None) -> None:
+        span.set_status(self.status(self.error, why if message is None else message))
+
+
+@functools.cache
+def _api() -> _Api:
+    return _Api()
+
+
 @attrs.define(eq=False)
 class _RunSpans:
     session_id: str
     span: Span
+    context: Context
+    """The run span's context: the parent of its model and tool spans."""
     provider: str
     model: Span | None = None
     tools: dict[str, Span] = attrs.Factory(dict)
@@ -76,7 +113,7 @@ class Tracing:
         if self._tracer is None:
             # Resolved on first use, so a global provider the host sets after importing
             # this plugin (but before its first run) is the one used.
-            self._tracer = trace.get_tracer(INSTRUMENTATION, tracer_provider=self._provider)
+            self._tracer = _api().get_tracer(INSTRUMENTATION, tracer_provider=self._provider)
         return self._tracer
 
     @hookimpl
@@ -103,12 +140,13 @@ class Tracing:
             attributes["harness.mode"] = mode
         if resumed:
             attributes["harness.run.resumed"] = True
+        tracer, api = self.tracer, _api()
         # The host's current span, if the run was started under one, is the parent.
-        span = self.tracer.start_span(
-            f"invoke_agent {agent}", context=otel_context.get_current(), kind=SpanKind.INTERNAL,
+        span = tracer.start_span(
+            f"invoke_agent {agent}", context=api.current_context(), kind=api.internal,
             attributes=attributes,
         )
-        spans = _RunSpans(session_id, span, provider)
+        spans = _RunSpans(session_id, span, api.in_context(span), provider)
         self._runs[run_id] = spans
         return spans
 
@@ -148,19 +186,20 @@ class Tracing:
         if _owners.get(run_id) is self:
             del _owners[run_id]
         span = spans.span
-        span.set_attributes({"harness.run.status": result.status, **_usage(result.usage)})
+        attributes: dict[str, Any] = {"harness.run.status": result.status, **_usage(result.usage)}
         error = result.error
         if result.status == "failed":
             code = error.code if error is not None else "failed"
             self._end_children(spans, code)
-            span.set_attribute("error.type", code)
-            span.set_status(Status(StatusCode.ERROR, error.message if error is not None else "failed"))
+            attributes["error.type"] = code
+            _api().failed(span, code, error.message if error is not None else "failed")
         elif result.status == "aborted":
             self._end_children(spans, "aborted")
-            span.set_attribute("error.type", "aborted")
-            span.set_status(Status(StatusCode.ERROR, "aborted"))
-        else:
+            attributes["error.type"] = "aborted"
+            _api().failed(span, "aborted")
+        elif spans.model is not None or spans.tools:
             self._end_children(spans, result.status)
+        span.set_attributes(attributes)  # one call: each takes the span's lock
         span.end()
 
     def _end_children(self, spans: _RunSpans, why: str) -> None:
@@ -169,7 +208,7 @@ class Tracing:
         spans.model, spans.tools = None, {}
         for span in open_spans:
             span.set_attribute("error.type", why)
-            span.set_status(Status(StatusCode.ERROR, why))
+            _api().failed(span, why)
             span.end()
 
     # -- model calls -----------------------------------------------------------
@@ -200,8 +239,7 @@ class Tracing:
                     [{"type": "text", "content": request.system}], self._redact, self._limit
                 )
         spans.model = self.tracer.start_span(
-            f"chat {request.model}", context=trace.set_span_in_context(spans.span), kind=SpanKind.CLIENT,
-            attributes=attributes,
+            f"chat {request.model}", context=spans.context, kind=_api().client, attributes=attributes
         )
 
     @hookimpl
@@ -239,23 +277,26 @@ class Tracing:
         if (owner is not None and owner is not self) or "traceparent" in headers:
             return  # the Tracing that owns the run sends it
         spans = self._runs.get(run_id) if run_id else None
+        api = _api()
         if spans is not None:
-            span = spans.model or spans.span
-            propagate.inject(headers, context=trace.set_span_in_context(span))
+            context = spans.context if spans.model is None else api.in_context(spans.model)
+            api.inject(headers, context=context)
         elif owner is None:
-            propagate.inject(headers, context=otel_context.get_current())
+            api.inject(headers, context=api.current_context())
 
     # -- tool calls ------------------------------------------------------------
 
-    def _tool_span(self, spans: _RunSpans, tool: str, call_id: str) -> Span:
+    def _tool_span(self, spans: _RunSpans, tool: str, call_id: str, arguments: Any = None) -> Span:
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "gen_ai.tool.call.id": call_id,
+            "gen_ai.tool.type": "function",
+        }
+        if arguments is not None:
+            attributes["gen_ai.tool.call.arguments"] = render_value(arguments, self._redact, self._limit)
         return self.tracer.start_span(
-            f"execute_tool {tool}", context=trace.set_span_in_context(spans.span), kind=SpanKind.INTERNAL,
-            attributes={
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": tool,
-                "gen_ai.tool.call.id": call_id,
-                "gen_ai.tool.type": "function",
-            },
+            f"execute_tool {tool}", context=spans.context, kind=_api().internal, attributes=attributes
         )
 
     @hookimpl
@@ -265,10 +306,9 @@ class Tracing:
         spans = self._run(session_id, run_id)
         if spans is None:
             return
-        span = self._tool_span(spans, tool, call_id)
-        if self.capture_content:
-            span.set_attribute("gen_ai.tool.call.arguments", render_value(arguments, self._redact, self._limit))
-        spans.tools[call_id] = span
+        spans.tools[call_id] = self._tool_span(
+            spans, tool, call_id, arguments if self.capture_content else None
+        )
 
     @hookimpl
     def after_tool_call(
@@ -279,10 +319,11 @@ class Tracing:
             return
         # Calls denied or rejected before running get a span too (with no duration).
         span = spans.tools.pop(call_id, None) or self._tool_span(spans, tool, call_id)
-        span.set_attribute("harness.tool.outcome", outcome)
         if is_error:
-            span.set_attribute("error.type", outcome)
-            span.set_status(Status(StatusCode.ERROR, outcome))
+            span.set_attributes({"harness.tool.outcome": outcome, "error.type": outcome})
+            _api().failed(span, outcome)
+        else:
+            span.set_attribute("harness.tool.outcome", outcome)
         span.end()
 
 
