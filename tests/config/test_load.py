@@ -121,7 +121,7 @@ def test_every_error_is_reported_at_once_with_its_path(deployment: Deployment) -
     errors = errors_of(path)
     assert errors == (
         "storage.options.path: environment variable NO_SUCH_VARIABLE is not set (write ${NO_SUCH_VARIABLE:-default} to give a default)",
-        "colour: unknown key (known keys: agent, default_model, strict_plugins, autoload_plugins, grace_period, plugins, providers, storage, sandbox, logging, error_policy, tools, mcp_servers, prices, budget, server)",
+        "colour: unknown key (known keys: agent, default_model, strict_plugins, autoload_plugins, grace_period, plugins, providers, storage, sandbox, logging, error_policy, tools, mcp_servers, prices, budget, tracing, server)",
         f"agent: '{deployment.module}:not_an_agent' is a int, not an agent made by define_agent(...)",
         "providers[1]: two providers serve the namespace 'scripted' (also providers[0])",
         "default_model: no configured provider serves 'nowhere/model' (configured namespaces: scripted)",

@@ -183,6 +183,8 @@ def config_for(reg: Registration, values: dict[str, Any], directory: Path) -> di
         data["error_policy"] = {"retry": {"policy": reg.name, "model": values}}
     elif reg.kind == "tools":
         data["tools"] = {reg.name: {"options": values}}
+    elif reg.kind == "tracing":
+        data["tracing"] = spec
     return data
 
 
@@ -195,6 +197,8 @@ def chosen(config: HarnessConfig, reg: Registration) -> PluginChoice | Any:
         return config.logging.sinks[0]
     if reg.kind == "retry_policy":
         return config.retry
+    if reg.kind == "tracing":
+        return config.tracing
     return config.tools[reg.name]
 
 

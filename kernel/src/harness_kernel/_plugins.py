@@ -32,7 +32,9 @@ __all__ = [
 ENTRY_POINT_GROUP = "harness_kernel"
 BUILTIN_MODULES = ("harness_kernel._builtins",)
 
-Kind: TypeAlias = Literal["provider", "storage", "sandbox", "log_sink", "retry_policy", "tools"]
+Kind: TypeAlias = Literal[
+    "provider", "storage", "sandbox", "log_sink", "retry_policy", "tools", "tracing"
+]
 _REGISTRATION_HOOKS: dict[Kind, str] = {
     "provider": "harness_kernel_providers",
     "storage": "harness_kernel_storage",
@@ -40,6 +42,7 @@ _REGISTRATION_HOOKS: dict[Kind, str] = {
     "log_sink": "harness_kernel_log_sinks",
     "retry_policy": "harness_kernel_retry_policies",
     "tools": "harness_kernel_tools",
+    "tracing": "harness_kernel_tracing",
 }
 KINDS: tuple[Kind, ...] = tuple(_REGISTRATION_HOOKS)
 

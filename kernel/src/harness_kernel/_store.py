@@ -29,6 +29,7 @@ from ._resolve import build_components
 from ._run import Runner
 from ._runtime import Hub, Loaded, Runtime, StoreEvent, validate_labels, validate_session_id
 from ._session import ApprovalHandle, RunStream, Session
+from ._tracing import attach_tracing
 from .codec import converter
 from .contracts import (
     ListOrder,
@@ -390,6 +391,7 @@ async def create_session_store(
     mcp_servers: Sequence[Mapping[str, Any]] | None = None,
     prices: Mapping[str, Price | Mapping[str, Any]] | None = None,
     budget: Budget | Mapping[str, Any] | None = None,
+    tracing: Mapping[str, Any] | None = None,
     grace_period: float = 5.0,
     hook_deadline: float = 10.0,
     lease_ttl: float = 30.0,
@@ -413,6 +415,10 @@ async def create_session_store(
     call's usage gets its ``cost``. ``budget`` (a ``Budget`` or a table of its fields)
     limits the tokens and cost of each run and each session; a run that reaches a
     limit ends ``failed`` with ``budget.exceeded`` (see docs/cost.md).
+
+    ``tracing`` (``{"plugin": "otel", "options": {...}}``) sets tracing up the way
+    ``[tracing]`` in ``harness.toml`` does: a plugin registered with
+    ``harness_kernel_tracing`` builds it (docs/tracing.md).
 
     ``grace_period`` bounds the cleanup of a cancelled run or a closing session;
     ``hook_deadline`` bounds each awaited observer hook (one that outlives it is
@@ -481,6 +487,7 @@ async def create_session_store(
         if not mcp_servers:
             raise
         raise ConfigError("\n".join(renamed(str(exc).splitlines()))) from None
+    owned = await attach_tracing(parts, tracing)
     try:
         async with trio.open_nursery() as nursery:
             runtime = Runtime(
@@ -508,9 +515,7 @@ async def create_session_store(
                 costs=costs,
             )
             host_sinks = [sink for sink in parts.sinks if sink not in parts.built_sinks]
-            store = SessionStore(
-                runtime, parts.registry, parts.owned, parts.built_sinks, host_sinks
-            )
+            store = SessionStore(runtime, parts.registry, owned, parts.built_sinks, host_sinks)
             parts.log.info(
                 "store_opened",
                 storage=type(parts.storage).__name__,

@@ -27,6 +27,7 @@ The file's keys, with their defaults::
     [[mcp_servers]]    name = "files"  command = "..."  (or url = "...")   # the mcp kit's
     [prices."<model ref>"]  input = 2.5  output = 10.0  cached = 1.25   # $ per 1M tokens
     [budget]           max_run_tokens = ...  max_run_cost = ...  max_session_tokens = ...
+    [tracing]          plugin = "otel"  options = { exporter = "otlp", endpoint = "..." }
 
 ``${CONFIG_DIR}`` is always the absolute directory of the file being loaded.
 """
@@ -56,6 +57,7 @@ from ._policy import ErrorPolicy
 from ._secrets import MASK, mask_tree
 from ._tables import Shape, check_table, key_path, split_unknown, typo_targets
 from ._toml import DEFAULT_CONFIG, interpolate, interpolate_tree, render_toml
+from ._tracing import resolve_tracing
 from .codec import converter
 from .errors import ConfigError, ConfigFileError, PluginError
 
@@ -94,6 +96,8 @@ class HarnessConfig:
     grace_period: float = 5.0
     costs: Costs = Costs()
     """The ``[prices]`` and ``[budget]`` tables, validated."""
+    tracing: PluginChoice | None = None
+    """The ``[tracing]`` plugin and its validated options, if the file has one."""
     mcp_kit_added: bool = False
     """``[[mcp_servers]]`` added the ``mcp`` tool kit to the agent (which does not name it)."""
     registry: PluginRegistry | None = attrs.field(default=None, eq=False, repr=False)
@@ -179,6 +183,7 @@ class HarnessConfig:
             "tool_options": {kit: dict(choice.options) for kit, choice in self.tools.items()},
             "prices": dict(self.costs.prices),
             "budget": self.costs.budget,
+            "tracing": _table(self.tracing),
             "grace_period": self.grace_period,
         }
 
@@ -221,6 +226,8 @@ class HarnessConfig:
             "prices": {ref: _set(p) for ref, p in self.costs.prices.items()},
             "budget": _set(self.costs.budget),
         }
+        if self.tracing is not None:
+            data["tracing"] = {"plugin": self.tracing.plugin, "options": _options(self.tracing)}
         kit = data["tools"].get(KIT, {}).get("options", {})
         if kit.get("servers"):  # written back as they were declared: [[mcp_servers]]
             data["mcp_servers"] = [_set_tree(entry) for entry in kit.pop("servers")]
@@ -246,6 +253,10 @@ def _named(choice: object) -> PluginChoice:
 
 def _sinks(logging: LoggingChoice) -> list[SinkChoice]:
     return [sink for sink in logging.sinks if isinstance(sink, SinkChoice)]
+
+
+def _table(choice: PluginChoice | None) -> dict[str, Any] | None:
+    return None if choice is None else {"plugin": choice.plugin, "options": dict(choice.options)}
 
 
 def _set_tree(data: Any) -> Any:
@@ -355,6 +366,7 @@ _TOP: dict[str, Shape] = {
     "mcp_servers": (list, tuple),
     "prices": Mapping,
     "budget": Mapping,
+    "tracing": Mapping,
     "server": Mapping,  # read and validated by harness_kernel.server (`harness-kernel serve`)
 }
 
@@ -423,6 +435,7 @@ def load_config(
     strict = top.get("strict_plugins", False)
     autoload = top.get("autoload_plugins")
     choices: Choices | None = None
+    tracing: PluginChoice | None = None
     try:
         registry = PluginRegistry(plugins=objects, strict=strict, autoload=autoload)
     except PluginError as exc:
@@ -450,6 +463,7 @@ def load_config(
         )
         found = renamed(found) if servers else found
         errors.extend(_without_consequences(split_unknown(found), meant))
+        tracing = resolve_tracing(registry, top.get("tracing"), errors)
 
     models = [("default_model", top.get("default_model", "scripted/echo"))]
     if agent is not None:
@@ -471,6 +485,7 @@ def load_config(
         plugin_modules=tuple(modules),
         grace_period=float(grace),
         costs=costs,
+        tracing=tracing,
         mcp_kit_added=added,
         registry=registry,
     )
@@ -546,6 +561,7 @@ async def open_store_from_config(
         "grace_period": loaded.grace_period,
         "prices": dict(loaded.costs.prices),
         "budget": loaded.costs.budget,
+        "tracing": loaded.tracing,
         "resources": dict(resources or {}),
         **overrides,
     }

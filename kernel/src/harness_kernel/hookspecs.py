@@ -36,6 +36,7 @@ __all__ = [
     "harness_kernel_sandboxes",
     "harness_kernel_storage",
     "harness_kernel_tools",
+    "harness_kernel_tracing",
     "hookimpl",
     "hookspec",
     "on_event",
@@ -120,6 +121,20 @@ def harness_kernel_tools(register: Register) -> None:
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.1 a kit's result with ``aclose()`` is closed with the store.
+    """
+
+
+@hookspec
+def harness_kernel_tracing(register: Register) -> None:
+    """Register tracing set-ups: ``factory(options)`` returns a plugin object (an object
+    with ``@hookimpl`` methods) that the store registers for its sessions.
+
+    A deployment names one in ``harness.toml`` (``[tracing] plugin = "otel"``, with its
+    ``options``) or ``create_session_store(tracing={"plugin": ..., "options": ...})``;
+    that is how exporters are set up from the config. When the object has an
+    ``aclose()`` coroutine method, the store calls it when it closes (flush spans there).
+
+    .. versionadded:: 0.1
     """
 
 

@@ -30,6 +30,7 @@ KIND_TITLES = {
     "log_sink": ("Log sinks", "[[logging.sinks]]"),
     "retry_policy": ("Retry policies", "[error_policy.retry] (options under `model`)"),
     "tools": ("Tool kits", "[tools.<kit>]"),
+    "tracing": ("Tracing", "[tracing]"),
 }
 
 

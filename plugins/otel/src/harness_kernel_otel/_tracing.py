@@ -88,7 +88,9 @@ class Tracing:
     prompts, answers and tool arguments as span attributes (off by default); captured
     text is redacted first: the ``redact_values``, credential shapes (bearer tokens,
     provider keys, ``password=...``), then ``redact`` (a text -> text callable) if given.
-    ``max_content_chars`` caps each captured attribute.
+    ``max_content_chars`` caps each captured attribute. ``shutdown`` is called (in a
+    worker thread) by ``aclose``, which a store calls for the instance ``[tracing]``
+    built: it flushes and stops that instance's own provider.
     """
 
     def __init__(
@@ -99,8 +101,10 @@ class Tracing:
         redact_values: Iterable[str] = (),
         redact: Callable[[str], str] | None = None,
         max_content_chars: int = 16_384,
+        shutdown: Callable[[], object] | None = None,
     ) -> None:
         self._provider = tracer_provider
+        self._shutdown = shutdown
         self._tracer: Tracer | None = None
         self.capture_content = capture_content
         self._redact = Redactor(redact_values, redact)
@@ -119,6 +123,19 @@ class Tracing:
     @hookimpl
     def harness_kernel_log_sinks(self, register: Register) -> None:
         register("otel", SpanEventSink)
+
+    @hookimpl
+    def harness_kernel_tracing(self, register: Register) -> None:
+        from ._configured import TracingOptions, configured_tracing
+
+        register("otel", configured_tracing, options=TracingOptions)
+
+    async def aclose(self) -> None:
+        """Run ``shutdown`` (flush the spans still queued, stop the exporter), if given."""
+        if self._shutdown is not None:
+            import trio
+
+            await trio.to_thread.run_sync(self._shutdown)
 
     # -- runs ------------------------------------------------------------------
 
