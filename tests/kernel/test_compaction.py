@@ -21,7 +21,7 @@ from harness_kernel import (
     estimate_tokens,
     tool,
 )
-from harness_kernel.errors import ConfigError, InvalidArgument
+from harness_kernel.errors import ConfigError, InvalidArgument, ProviderUnavailable
 from harness_kernel.testing import Reply, ToolCall
 from tests.kernel.helpers import open_store
 
@@ -267,3 +267,39 @@ async def test_the_latest_compaction_survives_a_restart_from_the_snapshot() -> N
         "ok " * 20,
         "after the restart",
     ]
+
+
+async def test_the_providers_reported_tokens_trigger_compaction() -> None:
+    """Short messages the estimator thinks small, but the provider reports 900 input
+    tokens against a 1,000 budget: the next request is compacted."""
+    requests: list[ModelRequest] = []
+
+    def model(request: ModelRequest) -> Reply:
+        requests.append(request)
+        return Reply(text="ok", usage=Usage(900, 5))
+
+    policy = CompactionPolicy(budget=1_000, summarizer=lambda job: "short")
+    async with open_store({"main": model}, agent=define_agent(name="t", compaction=policy)) as store:
+        session = await store.create("s1")
+        await session.send("one")
+        await session.send("two")
+    assert estimate_tokens(requests[1]) < 100
+    assert [m.text for m in requests[1].messages] == ["[Summary of the earlier conversation]\n\nshort", "ok", "two"]
+
+
+async def test_a_failing_summarizer_model_leaves_the_request_whole() -> None:
+    """The summarizing call fails: the run goes on with the whole context (a warning is
+    logged), and nothing is appended as a compaction."""
+    def model(request: ModelRequest) -> Reply:
+        if request.system.startswith("You compact"):
+            raise ProviderUnavailable("down")
+        return Reply(text="ok " * 50)
+
+    policy = CompactionPolicy(budget=60)
+    async with open_store({"main": model}, agent=define_agent(name="t", compaction=policy)) as store:
+        session = await store.create("s1")
+        await session.send("one")
+        result = await session.send("two")
+        events = await store.storage.read("s1")
+    assert result.status == "completed"
+    assert not any(e.type == "context.compacted" for e in events)

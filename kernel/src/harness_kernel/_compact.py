@@ -43,6 +43,7 @@ from ._records import (
 )
 from ._runtime import Runtime
 from .contracts import ModelRequest, TextDelta
+from .errors import ProviderError
 
 __all__ = [
     "IMAGE_TOKENS",
@@ -184,8 +185,13 @@ class Context:
         policy = self._rt.agent.compaction
         budget = policy.budget_for(run.model) if policy is not None else None
         if policy is not None and budget and self.count(request) > policy.trigger * budget:
-            keep = int(policy.keep * budget)
-            if await self.compact(run.id, run.model, keep=keep) is not None:
+            try:
+                compacted = await self.compact(run.id, run.model, keep=int(policy.keep * budget))
+            except ProviderError as exc:
+                # The trigger leaves room: this call goes out whole, the next one tries again.
+                self._log.log.warning("compaction_failed", run_id=run.id, error=exc.code)
+                compacted = None
+            if compacted is not None:
                 request = attrs.evolve(request, messages=await self.messages())
         if run.output_type is None:
             return request
