@@ -11,7 +11,8 @@ per line:
   child's pid.
 - ``reap PID``: wait for the child (killed by the test) and print ``reaped``.
 
-The zygote only imports; it never starts trio or a thread, so forking it is safe.
+The zygote only imports (the backend's implementation too, so a child only builds its
+storage); it never starts trio or a thread, so forking it is safe.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 import trio
 
 from harness_kernel import Event
-from tests.storage_common.backends import make_storage
+from tests.storage_common.backends import make_storage, preload
 from tests.storage_common.events import user_message
 
 
@@ -46,6 +47,9 @@ async def append_forever(spec: dict, session_id: str, ack_fd: int, pipe_fd: int)
 
 def main() -> None:
     spec, session_id, pipe_fd = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    # The storage plugins import their implementation (and psycopg, boto3) only when a
+    # storage is built: import it here, once, rather than in each of the forked children.
+    preload(spec)
     print("ready", flush=True)
     for line in sys.stdin:
         command, _, argument = line.strip().partition(" ")
