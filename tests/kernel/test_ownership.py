@@ -267,3 +267,34 @@ async def test_a_lease_clock_must_be_callable() -> None:
     with pytest.raises(ConfigError, match="lease_clock"):
         async with store(MemoryStorage(), lease_clock=12.0):
             pass
+
+
+class Counting(MemoryStorage):
+    """Counts record saves, and fails loudly once a store would spin on them."""
+
+    saves = 0
+
+    async def save(self, *args: Any, **kwargs: Any) -> None:
+        self.saves += 1
+        if self.saves > 500:
+            raise AssertionError("a store keeps saving the record: it spins")
+        await super().save(*args, **kwargs)
+
+
+async def test_a_store_whose_copy_of_the_lease_is_stale_follows_the_owner() -> None:
+    """B loaded the session while A ran it and saw A's lease then; A has renewed it
+    since, and B's copy says it expired. B's send finds the live lease when it tries
+    to take it, and follows A (here until ``owner_timeout``) instead of retrying the
+    take in a loop that never waits."""
+    storage = Counting()
+    async with store(storage) as a, store(storage, owner_timeout=0.5) as b:
+        session_a = await a.create("s1")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session_a.send, "slow:renewed")
+            await trio.sleep(0.2)
+            session_b = await b.get_or_create("s1")
+            await trio.sleep(1.5)  # A renews its 1 s lease; B's copy of it expires
+            with pytest.raises(OwnerTimeout):
+                await session_b.send("hello")
+            gate["renewed"].set()
+    assert storage.saves < 100

@@ -473,6 +473,7 @@ class SessionLog:
                 if stored is None or (self.incarnation and stored.incarnation != self.incarnation):
                     raise self._replaced_error() from None
                 held = stored.lease
+                self._record = stored  # so callers see who holds the lease now
                 if (
                     isinstance(lease, Lease)
                     and held is not None
@@ -480,7 +481,6 @@ class SessionLog:
                     and held.live(self._rt.lease_clock())
                 ):
                     raise LeaseHeld(held) from None
-                self._record = stored
                 if stored.last_seq > self.fold.last_seq:
                     await self.sync()
                 continue
