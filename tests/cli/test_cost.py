@@ -78,3 +78,26 @@ def test_config_check_reports_bad_prices_by_path(tmp_path: Path) -> None:
     assert checked.returncode == 2
     assert 'prices."testmodel/main".input: expected float, got str' in checked.stderr
     assert "budget.max_run_cost: default_model 'testmodel/main' has no price" in checked.stderr
+
+
+def test_chat_shows_each_runs_usage_and_cost(tmp_path: Path) -> None:
+    """In the chat, with prices configured, each answer is followed by its usage line."""
+    from tests.cli.support import child_env, command
+    from tests.cli.test_chat import CTRL_D, Terminal
+
+    config = write_deployment(tmp_path / "d", module="cli_chat_cost_agent", extra=PRICED)
+    term = Terminal([*command(), "--config", str(config), "chat", "s1"], child_env(TERM="dumb"))
+    try:
+        term.expect("you> ")
+        term.type(b"hello\n")
+        shown = term.expect("you> ")
+        assert "tester> You said: hello" in shown
+        assert "[usage] " in shown
+        assert " tokens (" in shown
+        assert ", $0." in shown
+        term.type(CTRL_D)
+        assert term.wait() == 0
+    finally:
+        if term.process.poll() is None:
+            term.process.kill()
+            term.process.wait()
