@@ -169,7 +169,8 @@ async def test_compact_by_hand_with_the_agents_model_summarizes_all_but_the_newe
     usage is recorded), keeps only the newest message, and the next request is the
     summary plus what came after it."""
     requests: list[ModelRequest] = []
-    async with open_store({"main": _long_session_model(requests)}) as store:
+    prices = {"scripted/main": {"input": 1.0, "output": 2.0}}
+    async with open_store({"main": _long_session_model(requests)}, prices=prices) as store:
         session = await store.create("s1")
         for turn in range(5):
             await session.send(f"message {turn}")
@@ -182,6 +183,9 @@ async def test_compact_by_hand_with_the_agents_model_summarizes_all_but_the_newe
         assert summary_call.messages[0].text.endswith("user: message 4")
         assert (event.first_seq, event.summary, event.model) == (1, "They talked about ten things.", "scripted/main")
         assert session.usage.input_tokens == before.input_tokens + 300
+        assert session.usage.cost is not None
+        assert before.cost is not None
+        assert session.usage.cost == pytest.approx(before.cost + (300 * 1.0 + 8 * 2.0) / 1_000_000)
         await session.send("and now?")
         history = await session.history()
     assert len(history) == 12

@@ -240,7 +240,7 @@ class Context:
         )
         payloads: list[Any] = [event]
         if usage is not None and by is not None:
-            payloads.insert(0, UsageRecorded(usage, by))
+            payloads.insert(0, UsageRecorded(self._rt.costs.priced(by, usage), by))
         await log.append(run_id, *payloads)
         self._measured = None
         log.log.info(
