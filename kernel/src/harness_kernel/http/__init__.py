@@ -14,6 +14,7 @@ Anthropic plugins are built on them; third-party providers may be.
 from __future__ import annotations
 
 from .._secrets import secret_header_values
+from ._pool import ConnectionPool
 from ._provider import HttpProvider, StreamDecoder
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import (
@@ -31,6 +32,7 @@ from ._transport import (
 )
 
 __all__ = [
+    "ConnectionPool",
     "ErrorDetail",
     "HttpProvider",
     "SSEDecoder",

@@ -45,6 +45,7 @@ from ..errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from ._pool import ConnectionPool
 from ._sse import ServerSentEvent, SSEDecoder
 
 if TYPE_CHECKING:
@@ -327,10 +328,12 @@ class SSETransport:
     """A pooled HTTP client that posts JSON and streams server-sent events back.
 
     ``provider`` names the provider in error messages; ``secrets`` are scrubbed from
-    them. Timeouts are seconds (``None``: no limit). ``transport`` is handed to the
-    ``httpx.AsyncClient``: pass ``httpx.MockTransport(handler)`` to serve requests from
-    a function in tests (``max_connections`` then has no effect). Call ``aclose`` once
-    at the end.
+    them. Timeouts are seconds (``None``: no limit). Requests go through a
+    ``ConnectionPool``: keep-alive connections, at most ``max_connections`` requests in
+    flight, the rest waiting their turn (the wait counts against ``timeout``).
+    ``transport`` replaces that pool: pass ``httpx.MockTransport(handler)`` to serve
+    requests from a function in tests (``max_connections`` then has no effect). Call
+    ``aclose`` once at the end.
     """
 
     def __init__(
@@ -359,11 +362,8 @@ class SSETransport:
             headers=dict(headers),
             # trio deadlines govern the call; httpx only bounds the connect phase.
             timeout=httpx.Timeout(None, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=min(100, max_connections)
-            ),
             follow_redirects=False,
-            transport=transport,
+            transport=transport or ConnectionPool(max_connections=max_connections),
         )
 
     async def aclose(self) -> None:
