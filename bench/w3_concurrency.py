@@ -13,8 +13,10 @@ configuration runs in a fresh worker process:
   on trio (read as SSE lines, JSON-decoded), no kernel, in two ways: ``raw done``
   stops reading at ``data: [DONE]`` and closes the response (so the connection is
   closed, never reused) and ``raw reuse`` reads every body to its end, keeping the
-  connection alive for the next request. The faster of the two at each C is the
-  baseline the kernel is compared with.
+  connection alive for the next request. Both use a pool of 1000 connections (the
+  kernel's default ``max_connections``) with at most 1000 requests in flight (a trio
+  semaphore: requests queued inside httpcore's pool make it quadratic). The faster of
+  the two at each C is the baseline the kernel is compared with.
 
 Reported: wall time, turns per second, peak RSS, idle RSS (after a warm-up turn) and
 memory per concurrent session above idle; then at each C the kernel's throughput over
@@ -23,7 +25,8 @@ baseline at every C, streamed and send, with keep-alive on; (issue K4) under 100
 concurrent session. The machine may be shared: ratios compare runs of the same
 invocation only.
 
-Usage: ``python bench/w3_concurrency.py [--sessions 100,500,2000] [--repeat 2]``.
+Usage: ``python bench/w3_concurrency.py [--sessions 100,500,2000] [--repeat 1]`` (a few
+minutes on 2 cores; ``--repeat N`` keeps the best of N runs of each configuration).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CHUNKS = 20
 CHUNK_DELAY = 0.005
+POOL = 1000  # connections of the baseline's pool: the kernel's default max_connections
 WORD = "structured-concurrency-benchmark-word-01234567890123"  # 64 bytes of JSON: 16 fragments of 4
 
 
@@ -143,15 +147,19 @@ async def httpx_worker(url: str, sessions: int, reuse: bool) -> dict[str, Any]:
     client = httpx.AsyncClient(
         base_url=f"{url}/v1", headers={"authorization": "Bearer sk-bench-not-a-real-key-000000"},
         timeout=httpx.Timeout(None, connect=10.0),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        limits=httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL),
     )
+    # Requests past the pool's size wait here, not in httpcore's queue: re-planned
+    # against every connection each time one frees, that queue made a C=2000 run of
+    # this baseline take minutes (and without a limit, 2000 connects time out).
+    gate = trio.Semaphore(POOL)
 
     async def complete(messages: list[dict[str, Any]]) -> tuple[str, dict[int, dict[str, str]]]:
         body = {"model": "bench-model", "messages": messages, "stream": True,
                 "stream_options": {"include_usage": True}, "tools": tools}
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
-        async with client.stream("POST", "chat/completions", json=body) as response:
+        async with gate, client.stream("POST", "chat/completions", json=body) as response:
             response.raise_for_status()
             async for line in response.aiter_lines():
                 if line == "data: [DONE]" and not reuse:
@@ -299,7 +307,7 @@ if __name__ == "__main__":
     parser.add_argument("--worker", choices=list(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--sessions", default="100,500,2000")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     if args.serve:
         serve()
