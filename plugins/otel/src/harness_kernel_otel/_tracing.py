@@ -344,14 +344,16 @@ class Tracing:
         span.end()
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    counts = {"gen_ai.usage.input_tokens": usage.input_tokens, "gen_ai.usage.output_tokens": usage.output_tokens}
+def _usage(usage: Usage) -> dict[str, int | float]:
+    counts: dict[str, int | float] = {"gen_ai.usage.input_tokens": usage.input_tokens, "gen_ai.usage.output_tokens": usage.output_tokens}
     if usage.cache_read_tokens:
         counts["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
     if usage.cache_write_tokens:
         counts["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
     if usage.reasoning_tokens:
         counts["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+    if usage.cost is not None:  # from the store's prices (docs/cost.md)
+        counts["harness.usage.cost"] = usage.cost
     return counts
 
 
