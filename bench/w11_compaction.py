@@ -9,7 +9,8 @@ summaries come from a scripted summarizing model (``scripted/summarize``). Repor
   ending there, turns that compacted excluded), and their ratio (target: within 1.3x);
 - the compaction's own cost: how many compactions, the median turn that compacted
   minus the median turn that did not, and the summarizer's input tokens in total;
-- for contrast, the same turns without compaction (the request grows with history).
+- for contrast, the same turns without compaction (the request grows with history),
+  and with compaction on memory storage (the kernel alone, without SQLite's growth).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _user(turn: int) -> str:
     return f"look up word{turn}" if turn % 7 == 0 else f"turn {turn}: please note this down for later"
 
 
-async def talk(path: Path, compaction: bool) -> tuple[list[float], list[float], list[bool], Model]:
+async def talk(path: Path | None, compaction: bool) -> tuple[list[float], list[float], list[bool], Model]:
     model = Model()
     policy = CompactionPolicy(budget=BUDGET, trigger=0.8, keep=0.3, summarizer="scripted/summarize")
     agent = define_agent(name="w11", tools=[lookup], compaction=policy if compaction else None)
@@ -77,7 +78,7 @@ async def talk(path: Path, compaction: bool) -> tuple[list[float], list[float], 
     compacted: list[bool] = []
     async with create_session_store(
         agent=agent, providers=[provider], default_model="scripted/main",
-        storage="sqlite", storage_options={"path": str(path)},
+        **({"storage": "sqlite", "storage_options": {"path": str(path)}} if path else {}),
     ) as store:
         session = await store.create("w11")
         for turn in range(TURNS):
@@ -101,6 +102,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="w11-") as tmp:
         times, cpus, compacted, model = await talk(Path(tmp) / "on.db", True)
         plain_times, plain_cpus, plain_flags, plain = await talk(Path(tmp) / "off.db", False)
+    memory_times, memory_cpus, memory_flags, _ = await talk(None, True)
     print(f"  {TURNS:,} turns, sqlite, budget {BUDGET:,} tokens (trigger 0.8, keep 0.3)")
     print(f"    {'':<24}{'compaction on':>15}{'off':>12}")
     print(f"    {'largest request, tokens':<24}{model.largest:>15,}{plain.largest:>12,}   (budget {BUDGET:,})")
@@ -121,6 +123,12 @@ async def main() -> None:
         print(
             f"  a turn that compacted ({label}): median {statistics.median(done):.2f} ms, "
             f"{extra:+.2f} ms over one that did not"
+        )
+    for label, series in (("wall", memory_times), ("cpu", memory_cpus)):
+        at_100, at_2000 = around(series, memory_flags, 100), around(series, memory_flags, TURNS)
+        print(
+            f"  memory storage, compaction on, {label}: @100 {at_100:.2f} ms, @2000 {at_2000:.2f} ms, "
+            f"{at_2000 / at_100:.2f}x"
         )
     print(
         f"  summarizer input: {model.summary_input:,} tokens in all "
