@@ -6,7 +6,7 @@ after the first command), and prints the median and the slowest wall time of eac
 the target beside it, and the median CPU time (user + system) of the child: on a shared
 machine the wall time also counts waiting for a core, the CPU time much less so.
 The environment is the user's: entry points autoload (every plugin of the workspace is
-installed), no config file. `python -X importtime -m harness_kernel.cli plugins` shows
+installed), no config file, bytecode cached (``PYTHONDONTWRITEBYTECODE`` is dropped). `python -X importtime -m harness_kernel.cli plugins` shows
 what each import costs.
 
 Target (issue K14): median under 0.4 s for both.
@@ -48,6 +48,10 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARNESS_KERNEL_")}
+    # A user's Python caches bytecode: without the cache every start compiles every
+    # source file again (attrs' generated methods aside, most of what is left). The
+    # warm-up run writes the cache (__pycache__, git-ignored), as a user's first run does.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     script = console_script()
     print(f"  {Path(script[0]).name} (the venv's console script), {RUNS} runs after a warm-up")
     worst = 0.0
