@@ -298,3 +298,19 @@ async def test_a_store_whose_copy_of_the_lease_is_stale_follows_the_owner() -> N
                 await session_b.send("hello")
             gate["renewed"].set()
     assert storage.saves < 100
+
+
+async def test_an_abort_on_a_replaced_session_unloads_it() -> None:
+    """A holds s1; B deletes it and creates it again. A's abort raises SessionReplaced
+    and A drops its copy, so getting the session again gives the new one (and a second
+    abort does not raise again)."""
+    storage = MemoryStorage()
+    async with store(storage) as a, store(storage) as b:
+        await a.create("s1")
+        await b.delete("s1")
+        await b.create("s1")
+        with pytest.raises(SessionReplaced):
+            await a.get("s1").abort()
+        assert a.get("s1") is None
+        fresh = await a.get_or_create("s1")
+        assert await fresh.abort() is False

@@ -450,7 +450,11 @@ class Runner:
         A run another store owns is asked to abort (a control event) and waited for."""
         run = self.active
         if run is None or run.handed_over or self.owner.other_owner() is not None:
-            asked = await self.owner.request_abort()
+            try:
+                asked = await self.owner.request_abort()
+            except SessionReplaced:
+                await self.unload("replaced")
+                raise
             if asked is not None:
                 return asked
         if run is not None:
