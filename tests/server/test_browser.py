@@ -92,46 +92,71 @@ hash = "{digest(KEYS['alice'])}"
         server.kill()
 
 
+class Page:
+    """The chat page in the browser, with waits that name what they wait for."""
+
+    def __init__(self, driver: Any, server: Server) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.driver, self.server, self.by = driver, server, By
+
+    def wait(self, what: str, condition: Callable[[], Any]) -> Any:
+        from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            # The page re-renders lists as they change: an element read mid-render is stale.
+            return WebDriverWait(
+                self.driver, PATIENCE, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+            ).until(lambda _: condition())
+        except TimeoutException:
+            raise AssertionError(f"the page never showed {what}") from None
+
+    def texts(self, selector: str) -> list[str]:
+        return [e.text.strip() for e in self.driver.find_elements(self.by.CSS_SELECTOR, selector)]
+
+    def find(self, selector: str) -> Any:
+        return self.driver.find_element(self.by.CSS_SELECTOR, selector)
+
+    def send(self, text: str) -> None:
+        from selenium.webdriver.common.keys import Keys
+
+        box = self.find("#message")
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+
+    def open_with_key(self) -> str:
+        """Load the page, give it the key, start a session; the session's id."""
+        from selenium.webdriver.common.keys import Keys
+
+        self.driver.get(self.server.url + "/")
+        # The page itself needs no key; the API does, so the page asks for one.
+        self.wait("the key form", lambda: self.find("#key-form").is_displayed())
+        self.find("#api-key").send_keys(KEYS["alice"] + Keys.ENTER)
+        self.wait("the key form gone", lambda: not self.find("#key-form").is_displayed())
+        self.find("#new-session").click()
+        session_id: str = self.wait("a new session in the sidebar", lambda: self.find(".session.selected").get_attribute("data-id"))
+        return session_id
+
+    def keep_evidence(self, folder: Path) -> None:
+        shot, html = folder / "failure.png", folder / "failure.html"
+        self.driver.save_screenshot(str(shot))
+        html.write_text(self.driver.page_source, encoding="utf-8")
+        print(f"screenshot: {shot}\npage: {html}\nserver log:\n{self.server.logs}")
+
+
 def test_a_person_chats_approves_and_finds_the_history_after_a_reload(
     browser: Any, chat_server: tuple[Server, Path], tmp_path: Path
 ) -> None:
     """Give the key, create a session, send and watch the answer stream in, approve a
     tool call, tag and pin the session, reload: the history and the metadata are there."""
-    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
-
     server, story_flag = chat_server
     driver = browser
-
-    def wait(what: str, condition: Callable[[], Any]) -> Any:
-        try:
-            # The page re-renders lists as they change: an element read mid-render is stale.
-            return WebDriverWait(
-                driver, PATIENCE, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
-            ).until(lambda _: condition())
-        except TimeoutException:
-            raise AssertionError(f"the page never showed {what}") from None
-
-    def texts(selector: str) -> list[str]:
-        return [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, selector)]
-
-    def send(text: str) -> None:
-        box = driver.find_element(By.ID, "message")
-        box.send_keys(text)
-        box.send_keys(Keys.ENTER)
+    page = Page(driver, server)
+    wait, texts, send, find = page.wait, page.texts, page.send, page.find
 
     try:
-        driver.get(server.url + "/")
-        # The page itself needs no key; the API does, so the page asks for one.
-        wait("the key form", lambda: driver.find_element(By.ID, "key-form").is_displayed())
-        driver.find_element(By.ID, "api-key").send_keys(KEYS["alice"] + Keys.ENTER)
-        wait("the key form gone", lambda: not driver.find_element(By.ID, "key-form").is_displayed())
-
-        driver.find_element(By.ID, "new-session").click()
-        session_id = wait("a new session in the sidebar", lambda: driver.find_element(
-            By.CSS_SELECTOR, ".session.selected").get_attribute("data-id"))
+        session_id = page.open_with_key()
         assert driver.current_url.endswith("#" + session_id)
 
         # The answer streams in: its first words are on the page while the run still
@@ -151,10 +176,10 @@ def test_a_person_chats_approves_and_finds_the_history_after_a_reload(
         assert len(shown) == 1
         assert "refund" in shown[0]
         assert '"order": "42"' in shown[0]
-        driver.find_element(By.CSS_SELECTOR, ".approval [data-action=approve]").click()
+        find(".approval [data-action=approve]").click()
         wait("the answer after the approval", lambda: "Done: refunded 42" in texts(".msg.assistant"))
         wait("the tool result", lambda: "→ refunded 42" in texts(".tool-call .result"))
-        wait("no approval left", lambda: not driver.find_elements(By.CSS_SELECTOR, ".approval"))
+        wait("no approval left", lambda: not driver.find_elements(page.by.CSS_SELECTOR, ".approval"))
 
         # The sidebar shows the derived title and the preview of the last answer.
         item = f'.session[data-id="{session_id}"]'
@@ -162,12 +187,12 @@ def test_a_person_chats_approves_and_finds_the_history_after_a_reload(
              and texts(f"{item} .preview") == ["Done: refunded 42"])
 
         # Rename, tag and pin it.
-        title = driver.find_element(By.ID, "title")
+        title = find("#title")
         title.clear()
         title.send_keys("Story and refund")
-        driver.find_element(By.ID, "tags").send_keys("demo vip")
-        driver.find_element(By.ID, "pinned").click()
-        driver.find_element(By.ID, "save-meta").click()
+        find("#tags").send_keys("demo vip")
+        find("#pinned").click()
+        find("#save-meta").click()
         wait("the new metadata in the sidebar", lambda: texts(f"{item} .title") == ["★Story and refund"]
              and texts(f"{item} .tag") == ["demo", "vip"])
 
@@ -177,19 +202,16 @@ def test_a_person_chats_approves_and_finds_the_history_after_a_reload(
         assistant = texts("#transcript .msg.assistant")
         assert "Once upon a time there was a shop. The end." in assistant
         assert "Done: refunded 42" in assistant
-        call = driver.find_element(By.CSS_SELECTOR, ".tool-call")
+        call = find(".tool-call")
         assert "refund" in call.text
         assert '"order": "42"' in call.text
         assert "→ refunded 42" in call.text
-        assert driver.find_element(By.ID, "title").get_attribute("value") == "Story and refund"
-        assert driver.find_element(By.ID, "tags").get_attribute("value") == "demo vip"
-        assert driver.find_element(By.ID, "pinned").is_selected()
+        assert find("#title").get_attribute("value") == "Story and refund"
+        assert find("#tags").get_attribute("value") == "demo vip"
+        assert find("#pinned").is_selected()
         assert texts(".session.selected .title") == ["★Story and refund"]
     except BaseException:
-        shot, html = tmp_path / "failure.png", tmp_path / "failure.html"
-        driver.save_screenshot(str(shot))
-        html.write_text(driver.page_source, encoding="utf-8")
-        print(f"screenshot: {shot}\npage: {html}\nserver log:\n{server.logs}")
+        page.keep_evidence(tmp_path)
         raise
 
 
@@ -212,3 +234,38 @@ def test_the_page_loads_nothing_from_elsewhere(chat_server: tuple[Server, Path])
         assert "https://" not in asset.text
     assert "http" not in page.text.replace('http-equiv', '')
     assert client.get("/v1/sessions").status_code == 401  # the data still needs the key
+
+
+def test_a_person_denies_answers_and_aborts(browser: Any, chat_server: tuple[Server, Path], tmp_path: Path) -> None:
+    """Deny a tool call with a reason (the model reads it), answer a suspended question,
+    and abort a run that is still streaming (its partial answer is kept)."""
+    server, _ = chat_server
+    page = Page(browser, server)
+    try:
+        page.open_with_key()
+        page.send("refund 7")
+        page.wait("the approval", lambda: page.texts(".approval"))
+        page.find(".approval .reason").send_keys("not today")
+        page.find(".approval [data-action=deny]").click()
+        page.wait("the answer after the denial", lambda: [t for t in page.texts(".msg.assistant") if t.startswith("Done:")])
+        assert "not today" in page.texts(".tool-call .result")[0]
+        assert "error" in page.find(".tool-call .result").get_attribute("class")
+        assert "not today" in page.texts(".msg.assistant")[-1]
+
+        page.send("ask")
+        question = page.wait("the suspended question", lambda: page.texts(".suspension"))
+        assert "which colour?" in question[0]
+        page.find(".suspension input").send_keys("blue")
+        page.find(".suspension [data-action=resume]").click()
+        page.wait("the answer after the reply", lambda: "blue" in page.texts(".msg.assistant")[-1])
+        page.wait("no question left", lambda: not page.texts(".suspension"))
+
+        page.send("tell a story")  # the test never lets this story end
+        page.wait("the streamed words", lambda: "Once upon a time there was a shop." in page.texts(".msg.streaming"))
+        page.wait("the abort button", lambda: page.find("#abort").is_displayed())
+        page.find("#abort").click()
+        page.wait("the run stopped", lambda: not page.texts(".msg.streaming") and not page.find("#abort").is_displayed())
+        page.wait("the partial answer kept", lambda: "Once upon a time there was a shop." in page.texts(".msg.assistant"))
+    except BaseException:
+        page.keep_evidence(tmp_path)
+        raise

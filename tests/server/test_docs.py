@@ -41,3 +41,22 @@ def test_the_curl_tour_runs_against_the_quickstart(tmp_path: Path) -> None:
 
 def test_the_readme_names_serve() -> None:
     assert "harness-kernel serve" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_serve_runs_the_quickstart_config_as_it_is(tmp_path: Path) -> None:
+    """The quickstart's harness.toml, unchanged, serves on loopback without keys: the
+    chat page, and a session that answers."""
+    folder = tmp_path / "quickstart"
+    shutil.copytree(ROOT / "examples" / "quickstart", folder, ignore=shutil.ignore_patterns(".harness"))
+    running = Server(folder / "harness.toml", env={"HARNESS_DATA": str(tmp_path / "data")}).start()
+    try:
+        client = running.client(None)
+        page = client.get("/")
+        assert page.status_code == 200
+        assert "<title>harness-kernel chat</title>" in page.text
+        session = client.post("/v1/sessions", json={}).json()["id"]
+        result = client.post(f"/v1/sessions/{session}/messages", json={"text": "hello"}).json()
+        assert result["status"] == "completed"
+        assert result["text"]
+    finally:
+        running.kill()

@@ -138,6 +138,9 @@ def serve(config_path: str, *, host: str | None = None, port: int | None = None)
     hypercorn = HypercornConfig()
     hypercorn.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     hypercorn.graceful_timeout = settings.shutdown_timeout
+    # Hypercorn's default backlog (100) resets connections when hundreds of clients
+    # connect at once (W13: 500 event streams); the kernel caps it at somaxconn.
+    hypercorn.backlog = 2048
     # The access log names the client, the method and path (no query), the status, the
     # size and the time; no header is logged, and keys travel only in headers.
     hypercorn.accesslog = "-" if settings.access_log else None

@@ -309,10 +309,21 @@ async function consumeRun(runId, firstResponse) {
     if (finished) state.decided.delete(runId);
     if (generation === state.generation) {
       dropStreamingBubble();
+      if (!finished) await syncHistory();  // whatever the streams did not bring
       await refreshView();
       await loadSessions().catch(() => {});
     }
   }
+}
+
+// The latest messages from the history, for any a stream did not deliver (those
+// already shown are skipped by id).
+async function syncHistory() {
+  const id = state.sessionId;
+  try {
+    const history = await api("GET", sessionPath(id, "/history?limit=50"));
+    if (id === state.sessionId) history.items.forEach(renderMessage);
+  } catch (err) { showError(err); }
 }
 
 async function send(text) {
