@@ -8,8 +8,11 @@ Under ``CI=true`` a missing browser fails the test instead of skipping it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +102,7 @@ class Page:
         from selenium.webdriver.common.by import By
 
         self.driver, self.server, self.by = driver, server, By
+        self.base = server.url
 
     def wait(self, what: str, condition: Callable[[], Any]) -> Any:
         from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
@@ -129,7 +133,7 @@ class Page:
         """Load the page, give it the key, start a session; the session's id."""
         from selenium.webdriver.common.keys import Keys
 
-        self.driver.get(self.server.url + "/")
+        self.driver.get(self.base + "/")
         # The page itself needs no key; the API does, so the page asks for one.
         self.wait("the key form", lambda: self.find("#key-form").is_displayed())
         self.find("#api-key").send_keys(KEYS["alice"] + Keys.ENTER)
@@ -269,3 +273,81 @@ def test_a_person_denies_answers_and_aborts(browser: Any, chat_server: tuple[Ser
     except BaseException:
         page.keep_evidence(tmp_path)
         raise
+
+
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 in front of the service; ``cut()`` breaks every open
+    connection at once, as a flaky network would."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            with self.lock:
+                self.open += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self.lock:
+            doomed, self.open = self.open, []
+        for end in doomed:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+def test_a_dropped_stream_resumes_without_losing_or_repeating_anything(
+    browser: Any, chat_server: tuple[Server, Path], tmp_path: Path
+) -> None:
+    """The connection breaks while an answer streams, and the run finishes on the server
+    meanwhile; the page reconnects from the last event id it saw and shows the whole
+    answer, once."""
+    server, story_flag = chat_server
+    proxy = CuttableProxy(server.url)
+    page = Page(browser, server)
+    page.base = proxy.url
+    try:
+        session_id = page.open_with_key()
+        page.send("tell a story")
+        page.wait("the streamed words", lambda: "Once upon a time there was a shop." in page.texts(".msg.streaming"))
+        proxy.cut()  # the event stream breaks mid-answer
+        story_flag.touch()  # the run ends on the server while the page reconnects
+        api = server.client("alice")
+        page.wait("the run ending on the server", lambda: api.get(f"/v1/sessions/{session_id}").json()["status"] == "idle")
+        page.wait("the whole answer", lambda: "Once upon a time there was a shop. The end." in page.texts(".msg.assistant"))
+        page.wait("the streaming bubble gone", lambda: not page.texts(".msg.streaming"))
+        assert page.texts(".msg.user") == ["tell a story"]
+        assert page.texts(".msg.assistant") == ["Once upon a time there was a shop. The end."]
+    except BaseException:
+        page.keep_evidence(tmp_path)
+        raise
+    finally:
+        proxy.close()

@@ -5,7 +5,7 @@
 "use strict";
 
 const KEY_STORAGE = "harness-kernel-key";
-const RETRIES = 8;
+const RETRIES = 30;  // reconnections in a row, up to 3 s apart
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -277,6 +277,7 @@ async function consumeRun(runId, firstResponse) {
   $("abort").hidden = false;
   try {
     for (let attempt = 0; attempt <= RETRIES && generation === state.generation; attempt++) {
+      let dropped = false;
       try {
         if (!response) {
           response = await request("GET", sessionPath(state.sessionId, `/runs/${encodeURIComponent(runId)}/events`), undefined, {
@@ -292,14 +293,15 @@ async function consumeRun(runId, firstResponse) {
         attempt = 0;
       } catch (err) {
         if (err instanceof Problem && err.status < 500) { showError(err); break; }
+        dropped = true;
         status("connection lost; resuming…");
-        await new Promise((resolve) => setTimeout(resolve, 300 * (attempt + 1)));
+        await new Promise((resolve) => setTimeout(resolve, Math.min(3000, 300 * (attempt + 1))));
       }
       response = null;
       if (finished) break;
+      if (dropped) continue;  // reconnect, from the last durable event seen
       // The stream ended without the run's end: the run is parked (an approval or an
-      // answer is awaited), or the connection dropped. Parked and nobody decided yet:
-      // stop here (deciding follows the run again).
+      // answer is awaited). Nobody decided yet: stop here (deciding follows it again).
       await refreshView();
       if (!state.view || !state.view.current_run || state.view.current_run.run_id !== runId) break;
       if (state.view.status !== "running" && !state.decided.has(runId)) break;
