@@ -1,5 +1,6 @@
 """Pieces of the service that need no server: the rate limiter's arithmetic, the
-request-body check against the generated schema, and the lazy import of the extra."""
+request-body check against the generated schema, the event streams' outbox, and the
+lazy import of the extra."""
 
 from __future__ import annotations
 
@@ -70,3 +71,54 @@ def test_the_kernel_and_the_cli_do_not_import_the_extra() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+async def test_events_written_during_a_send_go_out_together_in_order() -> None:
+    """While the connection is busy sending, later events wait and then leave as one
+    chunk; nothing is reordered, lost or sent twice, and closing sends the rest."""
+    import trio
+    import trio.testing
+
+    from harness_kernel.server._service import _Outbox
+
+    sent: list[bytes] = []
+    release = trio.Event()
+
+    async def send(chunk: bytes) -> None:
+        sent.append(chunk)
+        if len(sent) == 1:
+            await release.wait()  # the first send blocks, as a busy socket would
+
+    outbox = _Outbox(send)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(outbox.run)
+        await outbox.write(b"a")
+        await trio.testing.wait_all_tasks_blocked()
+        for chunk in (b"b", b"c", b"d"):
+            await outbox.write(chunk)
+        release.set()
+        await outbox.write(b"e")
+        await outbox.close()
+    assert sent[0] == b"a"
+    assert b"".join(sent) == b"abcde"
+    assert len(sent) <= 3  # b, c and d shared one send
+
+
+async def test_a_failed_send_reaches_the_producer() -> None:
+    """A send that fails (the client went away) is raised to the next write."""
+    import trio
+    import trio.testing
+
+    from harness_kernel.server._service import _Outbox
+
+    async def send(chunk: bytes) -> None:
+        raise OSError("connection reset")
+
+    outbox = _Outbox(send)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(outbox.run)
+        await outbox.write(b"a")
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(OSError, match="connection reset"):
+            await outbox.write(b"b")
+        await outbox.close()
