@@ -13,8 +13,9 @@ Anthropic plugins are built on them; third-party providers may be.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .._secrets import secret_header_values
-from ._pool import ConnectionPool
 from ._provider import HttpProvider, StreamDecoder
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import (
@@ -50,3 +51,17 @@ __all__ = [
     "scrub",
     "secret_header_values",
 ]
+
+if TYPE_CHECKING:
+    from ._pool import ConnectionPool
+
+
+def __getattr__(name: str) -> Any:
+    # The pool subclasses an httpx transport: it loads on first use, so a provider
+    # plugin's options (imported whenever plugins are listed) need no httpx or trio.
+    if name == "ConnectionPool":
+        from ._pool import ConnectionPool
+
+        globals()[name] = ConnectionPool
+        return ConnectionPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

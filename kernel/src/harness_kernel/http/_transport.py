@@ -45,7 +45,6 @@ from ..errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from ._pool import ConnectionPool
 from ._sse import ServerSentEvent, SSEDecoder
 
 if TYPE_CHECKING:
@@ -356,6 +355,8 @@ class SSETransport:
         self.max_response_bytes = max_response_bytes
         self.secrets = tuple(s for s in secrets if s)
         import httpx
+
+        from ._pool import ConnectionPool  # httpx, httpcore, trio: when a provider is built
 
         self.client = httpx.AsyncClient(
             base_url=base_url,
