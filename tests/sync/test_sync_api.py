@@ -4,6 +4,7 @@ trio tests use, Ctrl-C aborting a run, and a clean shutdown at interpreter exit.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -181,6 +182,20 @@ def start_child(code: str, tmp_path: Path) -> subprocess.Popen[str]:
     )
 
 
+def read_line(child: subprocess.Popen[str]) -> str:
+    """The child's next line, or a failure naming what it printed to stderr if it wrote
+    none within TIMEOUT (a hung child fails the test instead of hanging the suite)."""
+    assert child.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(child.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
+    try:
+        return lines.get(timeout=TIMEOUT)
+    except queue.Empty:
+        child.kill()
+        _, err = child.communicate()
+        raise AssertionError(f"the child printed nothing for {TIMEOUT} s; stderr: {err}") from None
+
+
 def test_ctrl_c_aborts_a_blocking_send_and_a_stream(tmp_path: Path) -> None:
     """Ctrl-C while send or a stream waits aborts the run (recorded, partial text kept)
     and KeyboardInterrupt goes on to the caller."""
@@ -219,10 +234,10 @@ def test_ctrl_c_aborts_a_blocking_send_and_a_stream(tmp_path: Path) -> None:
     """
     child = start_child(code, tmp_path)
     assert child.stdout is not None
-    assert child.stdout.readline() == "streaming\n"
+    assert read_line(child) == "streaming\n"
     child.send_signal(signal.SIGINT)
-    assert child.stdout.readline() == "interrupted stream\n"
-    assert child.stdout.readline() == "sending\n"
+    assert read_line(child) == "interrupted stream\n"
+    assert read_line(child) == "sending\n"
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=TIMEOUT)
     assert (child.returncode, err) == (0, "")
