@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ._log import KEEP, SessionLog
+from ._log import KEEP, LeaseChange, SessionLog
 from ._policy import sanitize
 from ._records import (
     ApprovalResolved,
@@ -66,8 +66,11 @@ class RunEnd:
             return
         parked = status in ("waiting_approval", "suspended")
         ended = False
+        lease = None if owned else KEEP
         try:
             if not parked:
+                if status != "completed":
+                    await log.flush(run.id)  # an answer whose calls must get results
                 partial = "".join(run.partial_text)
                 if partial:
                     await log.append(
@@ -75,13 +78,14 @@ class RunEnd:
                     )
                 why = "the run was aborted" if status == "aborted" else "the run failed"
                 await self.close_open_calls(run, why)
-                run.result = await self.record_end(run, status, info)
+                run.result = await self.record_end(run, status, info, save=True, lease=lease)
                 ended = True
-            await log.save_record(lease=None if owned else KEEP)
+            else:
+                await log.save_record(lease=lease)
         except HarnessError as exc:
             log.log.error("run_end_not_recorded", run_id=run.id, error=str(exc))
             if info is None and not parked:
-                status, info = "failed", sanitize(exc, self._rt.policy)
+                status, info = "failed", await self.classify(exc)  # secrets masked too
         if not ended:
             first = self._first_seq(run)
             run.result = self.result(run, status, info, log.cached_since(first))
@@ -155,13 +159,21 @@ class RunEnd:
         )
         await self.close_open_calls(run, why, decline=decline)
         code = "run.interrupted" if decline else "run.aborted"
-        await self.record_end(run, status, ErrorInfo(code, why))
-        await self.log.save_record()
+        await self.record_end(run, status, ErrorInfo(code, why), save=True)
 
     async def record_end(
-        self, run: ActiveRun, status: RunStatus, error: ErrorInfo | None
+        self,
+        run: ActiveRun,
+        status: RunStatus,
+        error: ErrorInfo | None,
+        *,
+        save: bool = False,
+        lease: LeaseChange = KEEP,
     ) -> RunResult:
-        """Append ``run.finished`` (usage and steps from the log) and tell run_finished hooks."""
+        """Append ``run.finished`` (usage and steps from the log) and tell run_finished hooks.
+
+        With ``save`` the record's snapshot (and ``lease``, as in ``save_record``) goes
+        with it, in the same commit where the storage can."""
         log = self.log
         info = log.run_info(run.id)
         usage = info.usage if info is not None else run.usage
@@ -170,7 +182,12 @@ class RunEnd:
         timed = run.trigger not in ("end", "recover")
         duration = (time.perf_counter() - run.started) * 1000 if timed else 0.0
         output = converter.unstructure(run.output) if run.output is not None else None
-        await log.append(run.id, RunFinished(status, usage, error, duration, steps, output))
+        await log.append(
+            run.id,
+            RunFinished(status, usage, error, duration, steps, output),
+            save=save,
+            lease=lease,
+        )
         result = self.result(run, status, error, await log.messages_since(first))
         log.log.info(
             "run_finished",

@@ -11,7 +11,7 @@ history and finished runs, which are read from the log when someone needs them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -367,6 +367,23 @@ class SessionFold:
             self.compacted = Compacted(event.seq, event.at, payload)
         self.last_seq = event.seq
         return added
+
+    def preview(self, events: Sequence[Event]) -> SessionFold:
+        """A copy of this fold with ``events`` folded in; this fold is left as it is (the
+        snapshot a commit stores along with its events, before storage has them)."""
+        copy = SessionFold.__new__(SessionFold)
+        for name in SessionFold.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, dict | list | set):
+                value = type(value)(value)
+            setattr(copy, name, value)
+        for run_id in {e.run_id for e in events if e.run_id}:
+            info = copy.runs.get(run_id)
+            if info is not None:
+                copy.runs[run_id] = attrs.evolve(info)
+        for event in events:
+            copy.apply(event)
+        return copy
 
     def _mark_run(self, run_id: str | None, status: RunState) -> None:
         info = self.runs.get(run_id) if run_id else None

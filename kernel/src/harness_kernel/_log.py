@@ -13,13 +13,16 @@ import bisect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, final
+from typing import Any, final
 
 import attrs
 import trio
 
-from ._display import DisplayState, DisplayStateChanged
+from ._display import DisplayState
+from ._feed import DisplayFeed, Outlet
 from ._fold import RunInfo, SessionFold, SnapshotInvalid
+from ._history import History
+from ._lease import KEEP, LeaseChange, LeaseHeld, StartMoved, _Keep
 from ._metadata import preview_from, title_from
 from ._records import (
     AbortRequested,
@@ -53,7 +56,7 @@ from .errors import (
     UnknownRun,
 )
 
-__all__ = ["KEEP", "LeaseHeld", "Outlet", "SessionLog"]
+__all__ = ["KEEP", "LeaseChange", "LeaseHeld", "Outlet", "SessionLog", "StartMoved"]
 
 READ_PAGE = 500
 """Events read per storage call when a run's events are listed."""
@@ -74,85 +77,12 @@ _FROM_ANYONE = (
 )
 
 
-class _Keep:
-    """``save_record(lease=KEEP)``: leave the stored lease as it is."""
-
-
-KEEP: Final = _Keep()
-
-
-class LeaseHeld(Exception):
-    """Another store's live lease: it runs the session now."""
-
-    def __init__(self, lease: Lease) -> None:
-        super().__init__(f"session is run by {lease.owner}")
-        self.lease = lease
-
-
-@final
-class Outlet:
-    """The stream of one run: items for the caller iterating ``stream()``.
-
-    A caller that stopped reading is forgotten; the run goes on without it.
-    """
-
-    def __init__(self, channel: trio.MemorySendChannel[Any]) -> None:
-        self._channel: trio.MemorySendChannel[Any] | None = channel
-
-    async def send(self, item: Any) -> None:
-        if self._channel is None:
-            return
-        try:
-            await self._channel.send(item)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._channel = None
-
-    def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
-
-class _History:
-    """The session's messages, with the seq of each; the part before ``base_seq`` is read
-    from storage on first use (after a hydrate from a snapshot)."""
-
-    def __init__(self, base_seq: int) -> None:
-        self.base_seq = base_seq
-        self.loaded = base_seq == 0
-        self.messages: list[Message] = []
-        self.seqs: list[int] = []
-        self.older_runs: dict[str, RunInfo] = {}
-        self._index: dict[str, int] | None = None
-
-    def add(self, seq: int, message: Message) -> None:
-        self.messages.append(message)
-        self.seqs.append(seq)
-        if self._index is not None:
-            self._index[message.id] = len(self.messages) - 1
-
-    def prepend(self, seqs: list[int], messages: list[Message], runs: dict[str, RunInfo]) -> None:
-        self.messages[:0] = messages
-        self.seqs[:0] = seqs
-        self.older_runs = runs
-        self._index = None
-        self.loaded = True
-
-    def index_of(self, message_id: str) -> int | None:
-        if self._index is None:
-            self._index = {m.id: i for i, m in enumerate(self.messages)}
-        return self._index.get(message_id)
-
-    def since(self, seq: int) -> tuple[Message, ...]:
-        return tuple(self.messages[bisect.bisect_left(self.seqs, seq) :])
-
-
 @final
 class SessionLog:
     """One loaded session's log. Build with ``created`` or ``hydrate``."""
 
     def __init__(
-        self, runtime: Runtime, record: SessionRecord, fold: SessionFold, history: _History
+        self, runtime: Runtime, record: SessionRecord, fold: SessionFold, history: History
     ) -> None:
         self._rt = runtime
         self._record = record
@@ -163,8 +93,7 @@ class SessionLog:
         """Storage holds another session under this id now (or none): never write again."""
         self.fold = fold
         self.disabled_hooks: set[str] = set()
-        self.outlet: Outlet | None = None
-        """The stream of the run working now, if someone streams it."""
+        self._feed = DisplayFeed(runtime.hub, record.id, lambda: self.display_state)
         self.log = runtime.log.bind(
             session_id=record.id, **({"labels": dict(record.labels)} if record.labels else {})
         )
@@ -175,6 +104,7 @@ class SessionLog:
         self._state_cache: tuple[dict[str, Any], Any] | None = None
         self._first_words: str | None = None  # a user message, while the title is empty
         self._last_answer: str | None = None  # the latest answer this log folded
+        self._carry: tuple[str, list[EventPayload]] | None = None
 
     @classmethod
     def created(cls, runtime: Runtime, record: SessionRecord) -> SessionLog:
@@ -182,7 +112,7 @@ class SessionLog:
         fold = SessionFold(
             record.id, record.mode or runtime.agent.default_mode, record.model, record.state
         )
-        return cls(runtime, record, fold, _History(0))
+        return cls(runtime, record, fold, History(0))
 
     @classmethod
     async def hydrate(cls, runtime: Runtime, record: SessionRecord) -> SessionLog:
@@ -198,14 +128,14 @@ class SessionLog:
                 if not tail or tail[0].seq != record.last_seq:
                     raise SnapshotInvalid("the log does not hold the snapshot's last event")
                 tail = tail[1:]
-            log = cls(runtime, record, fold, _History(record.last_seq))
+            log = cls(runtime, record, fold, History(record.last_seq))
             repaired = None
         except SnapshotInvalid as why:
             tail = await storage.read(record.id)
             fold = SessionFold(
                 record.id, record.mode or runtime.agent.default_mode, record.model, record.state
             )
-            log = cls(runtime, record, fold, _History(0))
+            log = cls(runtime, record, fold, History(0))
             repaired = str(why)
         for event in tail:
             log._apply(event)
@@ -224,6 +154,19 @@ class SessionLog:
     def record(self) -> SessionRecord:
         """The record as last saved or loaded."""
         return self._record
+
+    @property
+    def outlet(self) -> Outlet | None:
+        """The stream of the run working now, if someone streams it."""
+        return self._feed.outlet
+
+    @outlet.setter
+    def outlet(self, outlet: Outlet | None) -> None:
+        self._feed.outlet = outlet
+
+    def flush_display(self) -> None:
+        """A display state not sent yet goes out now (before a run's stream closes)."""
+        self._feed.flush_nowait()
 
     @property
     def last_seq(self) -> int:
@@ -346,13 +289,41 @@ class SessionLog:
         ):
             self._streaming, self._tool_buffers = [], {}
 
+    def carry(self, run_id: str, *payloads: EventPayload) -> None:
+        """Hold events of ``run_id``'s step so they go to storage with the run's next
+        append, in the same commit (a model answer with the start of its first tool call,
+        or the final answer with ``run.finished``). Nothing outside this process acts on
+        them before then; memory folds them when storage has them."""
+        if self._carry is not None and self._carry[0] == run_id:
+            self._carry[1].extend(payloads)
+        else:
+            self._carry = (run_id, list(payloads))
+
+    def carrying(self, run_id: str) -> bool:
+        """``carry`` holds events of ``run_id`` that no append took yet."""
+        return self._carry is not None and self._carry[0] == run_id
+
+    async def flush(self, run_id: str) -> None:
+        """Append what ``carry`` holds for ``run_id`` now."""
+        if self.carrying(run_id):
+            await self.append(run_id)
+
     async def append(
         self,
         run_id: str | None,
         *payloads: EventPayload,
         still_valid: Callable[[], None] | None = None,
+        save: bool = False,
+        lease: LeaseChange = KEEP,
+        snapshot: bool = True,
     ) -> list[Event]:
         """Append events durably (one commit), then fold and publish them.
+
+        Events ``carry`` holds for ``run_id`` go first, in the same commit. With ``save``
+        the record is written too (``lease`` and ``snapshot`` as in ``save_record``): in
+        the same commit where the storage can (``capabilities.append_record``), else
+        right after; taking a lease that way raises ``LeaseHeld`` (nothing written) when
+        another store's is live.
 
         When another writer moved the log ahead, its events are read and folded first.
         The append is retried after them when either side is only what any process may
@@ -362,19 +333,26 @@ class SessionLog:
         overwritten. A session deleted or created again meanwhile raises
         ``SessionReplaced``.
         """
-        commutes = all(isinstance(p, _FROM_ANYONE) for p in payloads)
+        carried = self._carry[1] if self._carry is not None and self._carry[0] == run_id else []
+        items = [*carried, *payloads]
+        commutes = all(isinstance(p, _FROM_ANYONE) for p in items)
+        together = save and self._rt.storage_appends_records
+        record: SessionRecord | None = None
         async with self._write_lock:
             for attempt in range(APPEND_RETRIES):
                 now = time.time()
                 last = self.fold.last_seq
                 events = [
                     Event(last + i, payload, now, run_id)
-                    for i, payload in enumerate(payloads, start=1)
+                    for i, payload in enumerate(items, start=1)
                 ]
+                if together:
+                    record = self._next_record(lease, snapshot, events)
                 try:
-                    await self._storage_append(events, last)
+                    await self._storage_append(events, last, record)
                     break
                 except (IncarnationMismatch, SessionNotFound) as exc:
+                    self._drop_carry(carried)
                     raise self._replaced_error() from exc
                 except Conflict as exc:
                     caught = await self._catch_up()
@@ -383,23 +361,45 @@ class SessionLog:
                         if still_valid is not None:
                             still_valid()
                         continue
-                    raise SessionConflict(
+                    self._drop_carry(carried)
+                    moved = StartMoved if together and isinstance(lease, Lease) else SessionConflict
+                    raise moved(
                         f"session '{self.id}' was changed by another writer; this run stopped and "
                         "the session reloaded the newer history"
                     ) from exc
+            self._drop_carry(carried)
             for event in events:
                 self._apply(event)
+            if record is not None:
+                self._record = record
         for event in events:
             await self._publish(event)
+        if save and not together:
+            await self.save_record(lease=lease, snapshot=snapshot)
         return events
 
-    async def _storage_append(self, events: list[Event], last: int) -> None:
-        if self._rt.storage_checks_incarnation:
-            await self._rt.storage.append(
+    def _drop_carry(self, carried: list[EventPayload]) -> None:
+        if self._carry is not None and self._carry[1] is carried:
+            self._carry = None
+
+    async def _storage_append(
+        self, events: list[Event], last: int, record: SessionRecord | None
+    ) -> None:
+        storage = self._rt.storage
+        if record is not None:
+            await storage.append(
+                self.id,
+                events,
+                expected_seq=last,
+                incarnation=self.incarnation or None,
+                record=record,
+            )
+        elif self._rt.storage_checks_incarnation:
+            await storage.append(
                 self.id, events, expected_seq=last, incarnation=self.incarnation or None
             )
         else:
-            await self._rt.storage.append(self.id, events, expected_seq=last)
+            await storage.append(self.id, events, expected_seq=last)
 
     def _replaced_error(self) -> SessionReplaced:
         self.replaced = True
@@ -429,9 +429,7 @@ class SessionLog:
             await self._publish(event)
         return events
 
-    async def save_record(
-        self, *, lease: Lease | _Keep | None = KEEP, snapshot: bool = True
-    ) -> None:
+    async def save_record(self, *, lease: LeaseChange = KEEP, snapshot: bool = True) -> None:
         """Write the record with the fold's snapshot (compare-and-swap on ``revision``).
 
         ``lease``: ``KEEP`` the stored one, set this store's, or ``None`` to release this
@@ -443,27 +441,7 @@ class SessionLog:
         owner = self._rt.owner
         for _ in range(SAVE_RETRIES):
             base = self._record
-            wanted = base.lease if isinstance(lease, _Keep) else lease
-            if lease is None and base.lease is not None and base.lease.owner != owner:
-                wanted = base.lease
-            fold = self.fold
-            if snapshot:
-                record = attrs.evolve(
-                    base,
-                    mode=fold.mode,
-                    model=fold.model,
-                    state=dict(fold.state),
-                    usage=fold.usage,
-                    status=fold.status,
-                    last_seq=fold.last_seq,
-                    updated_at=time.time(),
-                    revision=base.revision + 1,
-                    snapshot=fold.snapshot(),
-                    lease=wanted,
-                    **self._described(base),
-                )
-            else:
-                record = attrs.evolve(base, revision=base.revision + 1, lease=wanted)
+            record = self._record_of(base, lease, self.fold if snapshot else None)
             try:
                 await self._rt.storage.save(record, expected_revision=base.revision)
             except (IncarnationMismatch, SessionNotFound) as exc:
@@ -488,14 +466,23 @@ class SessionLog:
             return
         self.log.warning("record_save_gave_up", attempts=SAVE_RETRIES)
 
-    def _described(self, base: SessionRecord) -> dict[str, Any]:
+    def _described(self, base: SessionRecord, events: Sequence[Event] = ()) -> dict[str, Any]:
         """The derived metadata a save brings up to date: the preview of the last
-        answer, and a title from the first user message while there is none."""
+        answer, and a title from the first user message while there is none (counting
+        ``events``, which the same commit appends)."""
+        first, last = self._first_words, self._last_answer
+        for event in events:
+            if isinstance(event.payload, MessageAdded):
+                message = event.payload.message
+                if message.role == "assistant" and message.text:
+                    last = message.text
+                elif message.role == "user" and first is None and message.text:
+                    first = message.text
         changes: dict[str, Any] = {}
-        if not base.title and self._first_words is not None:
-            changes["title"] = title_from(self._first_words)
-        if self._last_answer is not None:
-            changes["preview"] = preview_from(self._last_answer)
+        if not base.title and first is not None:
+            changes["title"] = title_from(first)
+        if last is not None:
+            changes["preview"] = preview_from(last)
         return changes
 
     async def set_metadata(self, changes: Mapping[str, Any]) -> SessionRecord:
@@ -520,6 +507,53 @@ class SessionLog:
             return record
         raise SessionConflict(f"session '{self.id}': its record kept changing; try again")
 
+    def _record_of(
+        self,
+        base: SessionRecord,
+        lease: LeaseChange,
+        fold: SessionFold | None,
+        events: Sequence[Event] = (),
+    ) -> SessionRecord:
+        """The next revision of ``base``: with ``fold``'s snapshot (or only the lease);
+        ``events`` are those the same commit appends (``fold`` has them folded)."""
+        wanted = base.lease if isinstance(lease, _Keep) else lease
+        if lease is None and base.lease is not None and base.lease.owner != self._rt.owner:
+            wanted = base.lease  # another store's lease is never cleared
+        if fold is None:
+            return attrs.evolve(base, revision=base.revision + 1, lease=wanted)
+        return attrs.evolve(
+            base,
+            mode=fold.mode,
+            model=fold.model,
+            state=dict(fold.state),
+            usage=fold.usage,
+            status=fold.status,
+            last_seq=fold.last_seq,
+            updated_at=time.time(),
+            revision=base.revision + 1,
+            snapshot=fold.snapshot(),
+            lease=wanted,
+            **self._described(base, events),
+        )
+
+    def _next_record(
+        self, lease: LeaseChange, snapshot: bool, events: list[Event]
+    ) -> SessionRecord:
+        """The record ``append(save=True)`` writes with ``events``; ``LeaseHeld`` when it
+        would take a lease another store holds."""
+        base = self._record
+        held = base.lease
+        if (
+            isinstance(lease, Lease)
+            and held is not None
+            and held.owner != self._rt.owner
+            and held.live(time.time())
+        ):
+            raise LeaseHeld(held)
+        if not snapshot:
+            return self._record_of(base, lease, None)
+        return self._record_of(base, lease, self.fold.preview(events), events)
+
     # -- publishing ------------------------------------------------------------------
 
     async def _publish(self, event: Event) -> None:
@@ -527,21 +561,11 @@ class SessionLog:
             await self.outlet.send(event)
         hub = self._rt.hub
         hub.publish(StoreEvent("event", self.id, event))
-        await self._display_changed()
+        self._feed.changed()
         if self._rt.hooks.has("on_event"):
             await self._rt.hooks.notify(
                 "on_event", self.disabled_hooks, session_id=self.id, event=event
             )
-
-    async def _display_changed(self) -> None:
-        # Built only for someone who listens: a run's stream, or a store subscriber.
-        hub = self._rt.hub
-        if self.outlet is None and not hub.has_subscribers:
-            return
-        state = self.display_state
-        if self.outlet is not None:
-            await self.outlet.send(DisplayStateChanged(state))
-        hub.publish(StoreEvent("display_state_changed", self.id, display=state))
 
     async def delta(self, item: Any) -> None:
         """A stream-only event: to the run's stream, and into ``display_state``."""
@@ -557,7 +581,7 @@ class SessionLog:
             )
         else:
             return
-        await self._display_changed()
+        self._feed.changed()
 
     def state_value(self, cls: type | None) -> Any:
         """The session state as an instance of ``cls`` (a dict without one); stored state

@@ -19,7 +19,7 @@ from .contracts import (
     StorageCapabilities,
 )
 from .errors import Conflict, SessionExists, SessionNotFound
-from .storage import check_batch, check_incarnation, page_in_order
+from .storage import check_append_record, check_batch, check_incarnation, page_in_order
 
 __all__ = ["MemoryLogSink", "MemoryStorage"]
 
@@ -34,7 +34,7 @@ class MemoryStorage(SessionStorage):
     """Sessions in a dict: fast, honours compare-and-swap, gone with the process."""
 
     capabilities: ClassVar[StorageCapabilities] = StorageCapabilities(
-        cross_process_fencing=False, durable=False
+        cross_process_fencing=False, durable=False, append_record=True
     )
 
     def __init__(self) -> None:
@@ -79,14 +79,23 @@ class MemoryStorage(SessionStorage):
         expected_seq: int,
         *,
         incarnation: str | None = None,
+        record: SessionRecord | None = None,
     ) -> None:
         await self._checkpoint()
         check_batch(events, expected_seq)
+        expected_revision = check_append_record(session_id, record) if record else 0
         entry = self._entry(session_id)
         check_incarnation(session_id, entry.record.incarnation, incarnation)
         last = entry.events[-1].seq if entry.events else 0
         if last != expected_seq:
             raise Conflict(f"session '{session_id}' is at seq {last}, not {expected_seq}")
+        if record is not None:
+            check_incarnation(session_id, entry.record.incarnation, record.incarnation)
+            if entry.record.revision != expected_revision:
+                raise Conflict(
+                    f"session '{session_id}' is at revision {entry.record.revision}, not {expected_revision}"
+                )
+            entry.record = record
         entry.events.extend(events)
 
     async def read(

@@ -29,9 +29,12 @@ from .codec import converter
 from .contracts import WatchNotice
 from .errors import HarnessError, OwnerTimeout, SessionReplaced
 
-__all__ = ["Ownership"]
+__all__ = ["START_RETRIES", "Ownership"]
 
 HOST: Final = socket.gethostname()
+START_RETRIES: Final = 8
+"""How often a run starts again when other stores keep moving the log before its first
+commit; then it fails with ``SessionConflict``."""
 
 
 class Ownership:
@@ -40,6 +43,8 @@ class Ownership:
     def __init__(self, runtime: Runtime, log: SessionLog) -> None:
         self._rt = runtime
         self._log = log
+        self.deferred: Lease | None = None
+        """A lease ``take(defer=True)`` left for the run's first commit to write."""
 
     def _mine(self) -> Lease:
         return Lease(self._rt.owner, HOST, os.getpid(), self._rt.lease_clock() + self._rt.lease_ttl)
@@ -51,12 +56,27 @@ class Ownership:
             return held
         return None
 
-    async def take(self) -> bool:
-        """Hold the lease (True), or find another store's live lease (False)."""
+    async def take(self, run: ActiveRun, message: Message | None) -> bool:
+        """Hold the lease (True), or find another store's live lease (False).
+
+        When ``run`` starts with ``message`` and nothing comes before its first append
+        (no run is open), and the storage saves a record with an append, nothing is
+        written yet: the lease is left in ``deferred`` for that append to write in the
+        same commit (which raises ``LeaseHeld`` if another store took it meanwhile)."""
+        self.deferred = None
+        defer = (
+            self._rt.storage_appends_records
+            and run.trigger != "resume"
+            and message is not None
+            and self._log.fold.open_run is None
+        )
         if self.other_owner() is not None:
             await self._log.sync()  # the lease we know of may be over
             if self.other_owner() is not None:
                 return False
+        if defer:
+            self.deferred = self._mine()
+            return True
         try:
             await self._log.save_record(lease=self._mine(), snapshot=False)
         except LeaseHeld:

@@ -10,6 +10,7 @@ began (``run.started`` is in the log) records how it ended, even when cancelled.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
@@ -17,11 +18,12 @@ import trio
 from ._agent import Agent
 from ._answer import AnswerCheck
 from ._context import ContextCompacted
+from ._cost import Budget
 from ._end import RunEnd
 from ._fold import ApprovalHandle
-from ._log import Outlet, SessionLog
+from ._log import KEEP, LeaseHeld, Outlet, SessionLog, StartMoved
 from ._output import find_output_type, output_type_name
-from ._owner import Ownership
+from ._owner import START_RETRIES, Ownership
 from ._records import (
     ApprovalResolved,
     EventPayload,
@@ -35,6 +37,7 @@ from ._records import (
     RunStarted,
     RunStatus,
     SuspensionResolved,
+    ToolCallPart,
     new_id,
 )
 from ._resolve import served_model_error
@@ -50,6 +53,7 @@ from .errors import (
     OwnerTimeout,
     RunAborted,
     SessionClosed,
+    SessionConflict,
     SessionReplaced,
     StoreClosed,
     UnknownModel,
@@ -255,15 +259,34 @@ class Runner:
         watch = trio.CancelScope()
         owned = False
         self.log.outlet = run.outlet
+
+        restarts = 0
+
+        def start_watch() -> None:
+            self._rt.hub.nursery.start_soon(self.owner.watch, run, watch)
+
         try:
             with run.scope:
                 while True:
-                    if await self.owner.take():
+                    if await self.owner.take(run, message):
                         owned = True
-                        self._rt.hub.nursery.start_soon(self.owner.watch, run, watch)
+                        if self.owner.deferred is None:
+                            start_watch()
                         if run.handed_over:
                             run.trigger = "follow_up"  # its message waits in the queue
-                        status = await self._execute(run, message)
+                        try:
+                            status = await self._execute(run, message, start_watch)
+                        except (LeaseHeld, StartMoved) as exc:
+                            # Another store took the lease or moved the log before this
+                            # run's first commit: decide again (follow it, or start anew).
+                            if run.begun or restarts >= START_RETRIES:
+                                raise SessionConflict(
+                                    f"session '{self.log.id}' kept being changed by other "
+                                    "stores; this run did not start"
+                                ) from exc
+                            restarts += 1
+                            owned = False
+                            continue
                         break
                     followed = await self.owner.follow(run, message)
                     if followed is not None:
@@ -280,9 +303,13 @@ class Runner:
                 cleanup.deadline = trio.current_time() + self._rt.grace
                 try:
                     if not run.remote:
-                        await self.ending.finish(run, status, error, owned=owned)
+                        # A lease left for a first commit that never came was never written.
+                        held = owned and self.owner.deferred is None
+                        self.owner.deferred = None
+                        await self.ending.finish(run, status, error, owned=held)
                 finally:
                     if run.outlet is not None:
+                        self.log.flush_display()  # the stream's last item: the final state
                         run.outlet.close()
                     if self.log.outlet is run.outlet:
                         self.log.outlet = None
@@ -294,18 +321,27 @@ class Runner:
                     ):
                         await self.unload("fatal")
 
-    async def _execute(self, run: ActiveRun, message: Message | None) -> RunStatus:
+    async def _execute(
+        self, run: ActiveRun, message: Message | None, start_watch: Callable[[], None]
+    ) -> RunStatus:
         rt, log = self._rt, self.log
         if run.trigger != "resume":
             await self.ending.settle_previous_run()
             assert message is not None
             output = output_type_name(run.output_type) if run.output_type else None
+            lease = self.owner.deferred
             await log.append(
                 run.id,
                 RunStarted(run.model, run.mode, run.trigger, output),
                 MessageAdded(message),
+                save=lease is not None,
+                lease=KEEP if lease is None else lease,
+                snapshot=False,
             )
             run.begun = True
+            if lease is not None:
+                self.owner.deferred = None
+                start_watch()
             self._queue_failures = 0
             log.log.info(
                 "run_started", run_id=run.id, model=run.model, mode=run.mode, trigger=run.trigger
@@ -323,8 +359,10 @@ class Runner:
         else:
             await self._recall_output_type(run)
         log.log.debug("run_step", run_id=run.id, trigger=run.trigger)
+        answered: list[ToolCallPart] | None = None  # the calls of the answer just given
         while True:
-            unresolved = unresolved_calls(await log.messages())
+            unresolved = unresolved_calls(await log.messages()) if answered is None else answered
+            answered = None
             if unresolved:
                 if await self.step.settle(run, unresolved) and log.fold.parked:
                     return "suspended" if log.fold.suspensions else "waiting_approval"
@@ -338,13 +376,19 @@ class Runner:
                 )
             rt.costs.check(log.run_info(run.id), log.fold.usage)
             run.steps += 1
+            # The answer is carried to the next commit: with its first tool call's start,
+            # or (no calls) with run.finished.
             assistant = await self.step.model(run)
             if run.output_type is not None:
                 if await self.answers.judge(run, assistant):
                     return "completed"
             elif not assistant.tool_calls:
                 return "completed"
-            rt.costs.check(log.run_info(run.id), log.fold.usage)  # before its tools run
+            if rt.costs.budget != Budget():
+                await log.flush(run.id)  # the answer's usage counts before its tools run
+            rt.costs.check(log.run_info(run.id), log.fold.usage)
+            # Still carried: its calls are not in the log yet, so name them here.
+            answered = list(assistant.tool_calls) if log.carrying(run.id) else None
 
     async def _recall_output_type(self, run: ActiveRun) -> None:
         """A resumed run asks for the output type it started with (``send(output_type=)``

@@ -107,6 +107,7 @@ class Hub:
         self.closing = False
         self._log = log
         self._subscribers: list[trio.MemorySendChannel[StoreEvent]] = []
+        self._without_display: set[trio.MemorySendChannel[StoreEvent]] = set()
 
     def forget(self, session_id: str, runner: Any) -> bool:
         """Drop ``runner``'s entry (not a newer session of the same id); True if it was there."""
@@ -120,34 +121,52 @@ class Hub:
     def has_subscribers(self) -> bool:
         return bool(self._subscribers)
 
+    @property
+    def has_display_subscribers(self) -> bool:
+        """Some subscriber wants ``display_state_changed`` items."""
+        return len(self._subscribers) > len(self._without_display)
+
     def publish(self, event: StoreEvent) -> None:
-        """Hand ``event`` to every subscriber; one that fell too far behind is dropped."""
+        """Hand ``event`` to every subscriber (display states only to those that want
+        them); one that fell too far behind is dropped."""
+        display = event.kind == "display_state_changed"
         for channel in list(self._subscribers):
+            if display and channel in self._without_display:
+                continue
             try:
                 channel.send_nowait(event)
             except trio.WouldBlock:
-                self._subscribers.remove(channel)
+                self._drop(channel)
                 channel.close()
                 self._log.warning("subscriber_dropped", reason="fell too far behind")
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.remove(channel)
+                self._drop(channel)
+
+    def _drop(self, channel: trio.MemorySendChannel[StoreEvent]) -> None:
+        if channel in self._subscribers:
+            self._subscribers.remove(channel)
+        self._without_display.discard(channel)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[StoreEvent]]:
+    async def subscribe(
+        self, *, display: bool = True
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[StoreEvent]]:
         send, receive = trio.open_memory_channel[StoreEvent](SUBSCRIBER_BUFFER)
         self._subscribers.append(send)
+        if not display:
+            self._without_display.add(send)
         try:
             async with receive:
                 yield receive
         finally:
-            if send in self._subscribers:
-                self._subscribers.remove(send)
+            self._drop(send)
             send.close()
 
     def close_subscribers(self) -> None:
         for channel in self._subscribers:
             channel.close()
         self._subscribers.clear()
+        self._without_display.clear()
 
 
 @attrs.frozen(eq=False)
@@ -179,6 +198,9 @@ class Runtime:
     """The storage's ``append`` takes ``incarnation=`` (every backend of this version does)."""
     costs: Costs = Costs()
     """Prices (model calls' usage gets its cost) and the budget runs are held to."""
+    storage_appends_records: bool = False
+    """The storage's ``append`` takes ``record=`` (``capabilities.append_record``, and a
+    subclass did not override ``append`` without it)."""
     _mode_tools: dict[str, tuple[dict[str, Tool], tuple[ToolSpec, ...]]] = attrs.field(factory=dict)
 
     def mode_tools(self, mode: str) -> tuple[dict[str, Tool], tuple[ToolSpec, ...]]:

@@ -273,7 +273,7 @@ class Step:
         )
 
     async def model(self, run: ActiveRun) -> Message:
-        """Call the model (retrying while nothing reached anyone) and append its answer."""
+        """Call the model (retrying while nothing reached anyone); carry its answer."""
         rt, log = self._rt, self._log
         provider, _ = rt.resolve_model(run.model)
         request = await self.context.prepare(run, await self.request(run.id, run.model))
@@ -339,7 +339,7 @@ class Step:
             payloads.append(UsageRecorded(usage, run.model))
         payloads.append(MessageAdded(assistant))
         run.partial_text = []
-        await log.append(run.id, *payloads)
+        log.carry(run.id, *payloads)  # one commit per step: with what the run does next
         if rt.hooks.has("after_model_call"):
             await rt.hooks.notify(
                 "after_model_call",

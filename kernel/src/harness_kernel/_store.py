@@ -291,14 +291,18 @@ class SessionStore:
         return [h for entry in self._hub.sessions.values() for h in entry.handle.pending_approvals]
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[StoreEvent]]:
+    async def subscribe(
+        self, *, display: bool = True
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[StoreEvent]]:
         """Iterate store events (sessions created, opened, closed, deleted; every durable
-        event of every loaded session). Where the storage can watch
+        event of every loaded session; with ``display``, each session's new display
+        state, at most one per tick). Where the storage can watch
         (``capabilities.watch``), also the events other hosts append to sessions not
         loaded here, from the first append this store hears of. A subscriber that falls
-        far behind is dropped: its iteration ends early."""
+        far behind is dropped: its iteration ends early. With ``display=False`` no
+        display state is built for this subscriber."""
         self._check_open()
-        async with self._hub.subscribe() as receive:
+        async with self._hub.subscribe(display=display) as receive:
             yield receive
 
     # -- unloading -----------------------------------------------------------------
@@ -488,6 +492,7 @@ async def create_session_store(
             raise
         raise ConfigError("\n".join(renamed(str(exc).splitlines()))) from None
     owned = await attach_tracing(parts, tracing)
+    append_parameters = inspect.signature(parts.storage.append).parameters
     try:
         async with trio.open_nursery() as nursery:
             runtime = Runtime(
@@ -510,8 +515,9 @@ async def create_session_store(
                 lease_clock=lease_clock,
                 poll_interval=poll_interval,
                 owner_timeout=owner_timeout,
-                storage_checks_incarnation="incarnation"
-                in inspect.signature(parts.storage.append).parameters,
+                storage_checks_incarnation="incarnation" in append_parameters,
+                storage_appends_records=parts.storage.capabilities.append_record
+                and "record" in append_parameters,
                 costs=costs,
             )
             host_sinks = [sink for sink in parts.sinks if sink not in parts.built_sinks]

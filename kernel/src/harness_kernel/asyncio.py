@@ -415,10 +415,11 @@ class SessionStore:
         return self._store.pending_approvals(session_id)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[StoreEvents]:
+    async def subscribe(self, *, display: bool = True) -> AsyncIterator[StoreEvents]:
         """Iterate store events, as ``harness_kernel.SessionStore.subscribe``."""
         buffer = Buffer(self._kernel)
-        async with held(self._kernel, self._store.subscribe, buffer.pump):
+        opened = functools.partial(self._store.subscribe, display=display)
+        async with held(self._kernel, opened, buffer.pump):
             yield StoreEvents(buffer)
 
     async def close(self, session_id: str) -> bool:

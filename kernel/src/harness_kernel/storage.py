@@ -1,6 +1,7 @@
 """Helpers for storage backend authors: the pieces every backend needs the same way.
 
-- ``check_batch``: the contract's numbering rule for ``append``.
+- ``check_batch``: the contract's numbering rule for ``append``; ``check_append_record``:
+  its rule for ``append(..., record=)``.
 - ``encode_id`` / ``decode_id``: a session id as a safe, reversible, case-distinct name
   (lower-case base32hex of its UTF-8 bytes: ``[0-9a-v]`` only, so no separator, dot
   segment or NUL; byte order is kept, so names sort as ids do).
@@ -33,6 +34,7 @@ from .errors import IncarnationMismatch
 
 __all__ = [
     "GC_PAUSE_EVENTS",
+    "check_append_record",
     "check_batch",
     "check_incarnation",
     "decode_cursor",
@@ -58,6 +60,16 @@ def check_batch(events: Sequence[Event], expected_seq: int) -> None:
             raise ValueError(
                 f"events must be numbered from expected_seq + 1 = {expected_seq + 1}, contiguously"
             )
+
+
+def check_append_record(session_id: str, record: SessionRecord) -> int:
+    """``ValueError`` unless ``record`` may be saved by ``append(session_id, ...,
+    record=record)``; returns the revision the stored record must have."""
+    if record.id != session_id:
+        raise ValueError(f"append(record=) of session '{record.id}' in the log of '{session_id}'")
+    if record.revision < 1:
+        raise ValueError("append(record=) needs record.revision >= 1 (stored revision + 1)")
+    return record.revision - 1
 
 
 def check_incarnation(session_id: str, stored: str, expected: str | None) -> None:

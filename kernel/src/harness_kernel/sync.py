@@ -413,10 +413,11 @@ class SessionStore:
         return self._portal.read(lambda: self._store.pending_approvals(session_id))
 
     @contextmanager
-    def subscribe(self) -> Iterator[StoreEvents]:
+    def subscribe(self, *, display: bool = True) -> Iterator[StoreEvents]:
         """Iterate store events, as ``harness_kernel.SessionStore.subscribe``."""
         buffer = Buffer(self._portal)
-        with held(self._portal, self._store.subscribe, buffer.pump):
+        opened = functools.partial(self._store.subscribe, display=display)
+        with held(self._portal, opened, buffer.pump):
             yield StoreEvents(buffer)
 
     def close(self, session_id: str) -> bool:

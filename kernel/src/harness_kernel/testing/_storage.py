@@ -47,6 +47,7 @@ from .._records import (
 from ..contracts import SessionFilter, SessionStorage, WatchNotice
 from ..errors import Conflict, IncarnationMismatch, SessionExists, SessionNotFound
 from ._report import Checks
+from ._storage_record import check_append_record
 
 __all__ = ["StorageFactory", "check_storage", "run_storage_state_machine", "sample_events"]
 
@@ -456,6 +457,9 @@ async def check_storage(make_storage: StorageFactory) -> list[str]:
         long_id = sid("x" * 100)[:128]
         await storage.create(_record(long_id, tag))
         checks.equal((await storage.load(long_id)) is not None, True, "load of a 128-character id")
+
+    if storage.capabilities.append_record:
+        await check_append_record(storage, checks, sid, tag, _record, sample_events)
 
     if storage.capabilities.watch:
         await _check_watch(storage, checks, sid, tag)

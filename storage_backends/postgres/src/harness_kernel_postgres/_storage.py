@@ -4,7 +4,8 @@ Every call runs psycopg's synchronous API in a trio worker thread holding a conn
 from a ``psycopg_pool.ConnectionPool``; the pool's size and the thread limiter's are the
 same, so a running worker never waits for a connection another worker holds. Every
 method is one SQL statement in autocommit (one round trip, one snapshot, atomic), except
-``delete``, which must see the events an append committed while it waited.
+``delete``, which must see the events an append committed while it waited, and
+``append(..., record=)``, whose events and record save are one transaction.
 
 A lost connection (server restart, failover, a killed backend) is retried with backoff.
 Reads are retried as they are; writes are conditional (on ``head_seq``, ``revision`` or
@@ -49,6 +50,7 @@ from harness_kernel.contracts import (
 )
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
 from harness_kernel.storage import (
+    check_append_record,
     check_batch,
     check_incarnation,
     decode_cursor,
@@ -289,7 +291,7 @@ class PostgresStorage(SessionStorage):
     """
 
     capabilities: ClassVar[StorageCapabilities] = StorageCapabilities(
-        cross_process_fencing=True, durable=True, watch=True
+        cross_process_fencing=True, durable=True, watch=True, append_record=True
     )
 
     def __init__(
@@ -453,8 +455,22 @@ class PostgresStorage(SessionStorage):
     @staticmethod
     def _append(
         q: _Sql, conn: psycopg.Connection, retried: bool, session_id: str, events: Sequence[Event],
-        expected_seq: int, incarnation: str | None, channel: str,
+        expected_seq: int, incarnation: str | None, channel: str, record: SessionRecord | None = None,
     ) -> None:
+        if record is None:
+            PostgresStorage._append_events(q, conn, retried, session_id, events, expected_seq, incarnation, channel)
+            return
+        # The events and the record in one transaction (the notice goes out at its commit).
+        with conn.transaction():
+            if PostgresStorage._append_events(q, conn, retried, session_id, events, expected_seq, incarnation, channel):
+                PostgresStorage._save(q, conn, False, record, record.revision - 1)
+
+    @staticmethod
+    def _append_events(
+        q: _Sql, conn: psycopg.Connection, retried: bool, session_id: str, events: Sequence[Event],
+        expected_seq: int, incarnation: str | None, channel: str,
+    ) -> bool:
+        """The events' compare-and-swap append; False if a first attempt had landed them."""
         encoded = [_json(encode_event(e)) for e in events]
         last = expected_seq + len(events)
         params = {
@@ -468,7 +484,7 @@ class PostgresStorage(SessionStorage):
             # the key is the last word, and a duplicate key is a conflict, never a fork.
             raise Conflict(f"session '{session_id}' already has an event at one of seqs {expected_seq + 1}..{last}") from None
         if row is not None:
-            return
+            return True
         state = conn.execute(q.head, (session_id,)).fetchone()
         if state is None:
             raise SessionNotFound(f"session '{session_id}' not found")
@@ -477,7 +493,7 @@ class PostgresStorage(SessionStorage):
         if retried and head >= last:
             window = [r[0] for r in conn.execute(q.window, (session_id, expected_seq, last)).fetchall()]
             if window == encoded:
-                return  # the first attempt landed before its connection was lost
+                return False  # the first attempt landed before its connection was lost
         raise Conflict(f"session '{session_id}' is at seq {head}, not {expected_seq}")
 
     @staticmethod
@@ -538,12 +554,20 @@ class PostgresStorage(SessionStorage):
         await self._run(self._save, record, expected_revision)
 
     async def append(
-        self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        expected_seq: int,
+        *,
+        incarnation: str | None = None,
+        record: SessionRecord | None = None,
     ) -> None:
         validate_session_id(session_id)
         events = list(events)
         check_batch(events, expected_seq)
-        await self._run(self._append, session_id, events, expected_seq, incarnation, self.channel)
+        if record is not None:
+            check_append_record(session_id, record)
+        await self._run(self._append, session_id, events, expected_seq, incarnation, self.channel, record)
 
     async def read(self, session_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         validate_session_id(session_id)

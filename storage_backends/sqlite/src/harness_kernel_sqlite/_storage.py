@@ -40,6 +40,7 @@ from harness_kernel.contracts import (
 )
 from harness_kernel.errors import Conflict, SessionExists, SessionNotFound, StorageError
 from harness_kernel.storage import (
+    check_append_record,
     check_batch,
     check_incarnation,
     decode_cursor,
@@ -116,7 +117,9 @@ class SqliteStorage(SessionStorage):
     so their compare-and-swap holds between threads and processes sharing the file.
     """
 
-    capabilities: ClassVar[StorageCapabilities] = StorageCapabilities(cross_process_fencing=True, durable=True)
+    capabilities: ClassVar[StorageCapabilities] = StorageCapabilities(
+        cross_process_fencing=True, durable=True, append_record=True
+    )
 
     def __init__(
         self,
@@ -220,33 +223,44 @@ class SqliteStorage(SessionStorage):
         validate_session_id(record.id)
         if record.revision != expected_revision + 1:
             raise ValueError("record.revision must be expected_revision + 1")
-        labels = _json(dict(record.labels))
         with _transaction(conn, write=True):
-            row = conn.execute(
-                "SELECT revision, labels, created_at, incarnation FROM sessions WHERE id = ?", (record.id,)
-            ).fetchone()
-            if row is None:
-                raise SessionNotFound(f"session '{record.id}' not found")
-            check_incarnation(record.id, row[3], record.incarnation)
-            if row[0] != expected_revision:
-                raise Conflict(f"session '{record.id}' is at revision {row[0]}, not {expected_revision}")
-            conn.execute(
-                "UPDATE sessions SET agent = ?, created_at = ?, labels = ?, revision = ?, record = ? WHERE id = ?",
-                (_text(record.agent), record.created_at, labels, record.revision, _json(encode_record(record)), record.id),
+            SqliteStorage._write_record(conn, record, expected_revision)
+
+    @staticmethod
+    def _write_record(conn: sqlite3.Connection, record: SessionRecord, expected_revision: int) -> None:
+        """The compare-and-swap save, inside the caller's write transaction."""
+        labels = _json(dict(record.labels))
+        row = conn.execute(
+            "SELECT revision, labels, created_at, incarnation FROM sessions WHERE id = ?", (record.id,)
+        ).fetchone()
+        if row is None:
+            raise SessionNotFound(f"session '{record.id}' not found")
+        check_incarnation(record.id, row[3], record.incarnation)
+        if row[0] != expected_revision:
+            raise Conflict(f"session '{record.id}' is at revision {row[0]}, not {expected_revision}")
+        conn.execute(
+            "UPDATE sessions SET agent = ?, created_at = ?, labels = ?, revision = ?, record = ? WHERE id = ?",
+            (_text(record.agent), record.created_at, labels, record.revision, _json(encode_record(record)), record.id),
+        )
+        if row[1] != labels or row[2] != record.created_at:
+            conn.execute("DELETE FROM session_labels WHERE session_id = ?", (record.id,))
+            conn.executemany(
+                "INSERT INTO session_labels (session_id, key, value, created_at) VALUES (?, ?, ?, ?)",
+                [(record.id, _text(k), _text(v), record.created_at) for k, v in record.labels.items()],
             )
-            if row[1] != labels or row[2] != record.created_at:
-                conn.execute("DELETE FROM session_labels WHERE session_id = ?", (record.id,))
-                conn.executemany(
-                    "INSERT INTO session_labels (session_id, key, value, created_at) VALUES (?, ?, ?, ?)",
-                    [(record.id, _text(k), _text(v), record.created_at) for k, v in record.labels.items()],
-                )
 
     @staticmethod
     def _append(
-        conn: sqlite3.Connection, session_id: str, events: Sequence[Event], expected_seq: int, incarnation: str | None
+        conn: sqlite3.Connection,
+        session_id: str,
+        events: Sequence[Event],
+        expected_seq: int,
+        incarnation: str | None,
+        record: SessionRecord | None = None,
     ) -> None:
         validate_session_id(session_id)
         check_batch(events, expected_seq)
+        expected_revision = check_append_record(session_id, record) if record is not None else 0
         rows = [(session_id, e.seq, _json(encode_event(e))) for e in events]
         wanted = incarnation or ""
         with _transaction(conn, write=True):
@@ -262,6 +276,8 @@ class SqliteStorage(SessionStorage):
                 check_incarnation(session_id, row[1], incarnation)
                 raise Conflict(f"session '{session_id}' is at seq {row[0]}, not {expected_seq}")
             conn.executemany("INSERT INTO events (session_id, seq, event) VALUES (?, ?, ?)", rows)
+            if record is not None:  # the same transaction: one commit for both
+                SqliteStorage._write_record(conn, record, expected_revision)
 
     @staticmethod
     def _read(conn: sqlite3.Connection, session_id: str, after_seq: int, limit: int | None) -> list[str]:
@@ -357,9 +373,15 @@ class SqliteStorage(SessionStorage):
         await self._run(self._save, record, expected_revision)
 
     async def append(
-        self, session_id: str, events: Sequence[Event], expected_seq: int, *, incarnation: str | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        expected_seq: int,
+        *,
+        incarnation: str | None = None,
+        record: SessionRecord | None = None,
     ) -> None:
-        await self._run(self._append, session_id, list(events), expected_seq, incarnation)
+        await self._run(self._append, session_id, list(events), expected_seq, incarnation, record)
 
     async def read(self, session_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         rows = await self._run(self._read, session_id, after_seq, limit)
