@@ -24,6 +24,21 @@ class NoRecordAppends(MemoryStorage):
     capabilities: ClassVar[StorageCapabilities] = StorageCapabilities(append_record=False)
 
 
+async def test_run_finished_counts_the_answer_that_goes_with_it() -> None:
+    """The final answer is committed with run.finished, yet run.finished counts it: both
+    steps, and the usage of both model calls."""
+    storage = MemoryStorage()
+    async with store_on(storage) as store:
+        result = await store.send("s1", "go")
+    events = await storage.read("s1")
+    finished = events[-1].payload
+    usages = [e.payload.usage for e in events if e.type == "usage.recorded"]
+    assert finished.steps == 2
+    assert len(usages) == 2
+    assert finished.usage == usages[0] + usages[1]
+    assert result.usage == finished.usage
+
+
 async def test_without_record_appends_the_record_is_saved_after_the_events() -> None:
     """A backend without ``append_record``: the lease is saved before run.started and the
     snapshot after run.finished, each its own commit; the steps are still one each."""

@@ -175,7 +175,7 @@ class RunEnd:
         With ``save`` the record's snapshot (and ``lease``, as in ``save_record``) goes
         with it, in the same commit where the storage can."""
         log = self.log
-        info = log.run_info(run.id)
+        info = log.run_info(run.id, carried=True)  # the answer going with run.finished counts
         usage = info.usage if info is not None else run.usage
         steps = info.steps if info is not None else run.steps
         first = info.first_seq if info is not None else log.last_seq + 1

@@ -165,8 +165,7 @@ class SessionLog:
         self._feed.outlet = outlet
 
     def flush_display(self) -> None:
-        """A display state not sent yet goes out now (before a run's stream closes)."""
-        self._feed.flush_nowait()
+        self._feed.flush_nowait()  # before a run's stream closes: its final state
 
     @property
     def last_seq(self) -> int:
@@ -225,8 +224,13 @@ class SessionLog:
         merged = {**self._history.older_runs, **self.fold.runs}
         return [info.summary() for info in sorted(merged.values(), key=lambda info: info.first_seq)]
 
-    def run_info(self, run_id: str) -> RunInfo | None:
-        """A run folded since this session was loaded (the open run is always one)."""
+    def run_info(self, run_id: str, *, carried: bool = False) -> RunInfo | None:
+        """A run folded since this session was loaded (the open run is always one); with
+        ``carried``, as it will be once what ``carry`` holds for it is appended."""
+        if carried and self._carry is not None and self._carry[0] == run_id:
+            last = self.fold.last_seq
+            pending = [Event(last + i, p, 0.0, run_id) for i, p in enumerate(self._carry[1], 1)]
+            return self.fold.preview(pending).runs.get(run_id)
         return self.fold.runs.get(run_id)
 
     async def run_events(self, run_id: str) -> list[Event]:
@@ -290,10 +294,8 @@ class SessionLog:
             self._streaming, self._tool_buffers = [], {}
 
     def carry(self, run_id: str, *payloads: EventPayload) -> None:
-        """Hold events of ``run_id``'s step so they go to storage with the run's next
-        append, in the same commit (a model answer with the start of its first tool call,
-        or the final answer with ``run.finished``). Nothing outside this process acts on
-        them before then; memory folds them when storage has them."""
+        """Hold events of ``run_id``'s step for the run's next append, in its commit (a
+        model answer goes with its first call's start, or with ``run.finished``)."""
         if self._carry is not None and self._carry[0] == run_id:
             self._carry[1].extend(payloads)
         else:
