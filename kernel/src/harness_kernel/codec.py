@@ -113,9 +113,9 @@ _PART_HOOKS = {tag: converter.get_structure_hook(cls) for tag, cls in _PART_BY_T
 
 
 def _structure_part(value: Mapping[str, Any], _: Any) -> Part:
-    data = dict(value)
-    tag = data.pop("kind")
-    return _PART_HOOKS[tag](data, _PART_BY_TAG[tag])  # type: ignore[no-any-return]
+    # The generated hooks read the fields they know, so "kind" can stay in (no copy).
+    tag = value["kind"]
+    return _PART_HOOKS[tag](value, _PART_BY_TAG[tag])  # type: ignore[no-any-return]
 
 
 converter.register_structure_hook(Part, _structure_part)
@@ -187,17 +187,31 @@ def encode_event(event: Event) -> dict[str, Any]:
     )
 
 
+_EVENT_HOOKS: dict[str, tuple[Callable[[Any, Any], Any], type]] = {}
+"""Each payload type's structure hook, looked up once (``converter.structure`` would
+dispatch on the class again for every event of a hydrate)."""
+
+
+def _payload_hook(kind: str) -> tuple[Callable[[Any, Any], Any], type] | None:
+    cls = PAYLOAD_TYPES.get(kind)
+    if cls is None:
+        return None
+    entry = _EVENT_HOOKS[kind] = (converter.get_structure_hook(cls), cls)
+    return entry
+
+
 def decode_event(payload: Mapping[str, Any]) -> Event:
     """The inverse of ``encode_event``; unknown event types decode as ``UnknownPayload``."""
-    data = _upgrade("event", payload)
+    # The current version needs no migration, so no copy: the common case of a hydrate.
+    version = payload.get("schema_version")
+    current = type(version) is int and version == SCHEMA_VERSION
+    data = payload if current else _upgrade("event", payload)
     try:
         kind = data["type"]
-        cls = PAYLOAD_TYPES.get(kind)
-        body = converter.structure(data["data"], cls) if cls else UnknownPayload(kind, data["data"])
-        return Event(
-            seq=int(data["seq"]), payload=body, at=float(data["at"]), run_id=data.get("run_id")
-        )
-    except (KeyError, TypeError, ValueError, cattrs.BaseValidationError) as exc:
+        entry = _EVENT_HOOKS.get(kind) or _payload_hook(kind)
+        body = entry[0](data["data"], entry[1]) if entry else UnknownPayload(kind, data["data"])
+        return Event(int(data["seq"]), body, float(data["at"]), data.get("run_id"))
+    except (KeyError, TypeError, ValueError, AttributeError, cattrs.BaseValidationError) as exc:
         raise StorageError(f"an event could not be decoded: {exc.__class__.__name__}") from exc
 
 
