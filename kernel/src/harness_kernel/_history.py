@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import bisect
+import math
 
 from ._fold import RunInfo
-from ._records import Message
+from ._records import Event, Message
+from .contracts import SessionStorage
 
-__all__ = ["History"]
+__all__ = ["READ_PAGE", "History", "read_run"]
+
+READ_PAGE = 500
+"""Events read per storage call when a run's events are listed."""
+
+
+async def read_run(storage: SessionStorage, session_id: str, info: RunInfo) -> list[Event]:
+    """The durable events of the run ``info`` describes, read back from storage."""
+    events: list[Event] = []
+    after = info.first_seq - 1
+    stop = info.last_seq or math.inf
+    while after < stop:
+        batch = await storage.read(session_id, after_seq=after, limit=READ_PAGE)
+        if not batch:
+            break
+        events.extend(e for e in batch if e.run_id == info.run_id and e.seq <= stop)
+        after = batch[-1].seq
+    return events
 
 
 class History:

@@ -10,7 +10,6 @@ them, and then kept. A snapshot that cannot be trusted is repaired by folding th
 from __future__ import annotations
 
 import bisect
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
@@ -21,7 +20,7 @@ import trio
 from ._display import DisplayState
 from ._feed import DisplayFeed, Outlet
 from ._fold import RunInfo, SessionFold, SnapshotInvalid
-from ._history import History
+from ._history import History, read_run
 from ._lease import KEEP, LeaseChange, LeaseHeld, StartMoved, _Keep
 from ._metadata import preview_from, title_from
 from ._records import (
@@ -58,8 +57,6 @@ from .errors import (
 
 __all__ = ["KEEP", "LeaseChange", "LeaseHeld", "Outlet", "SessionLog", "StartMoved"]
 
-READ_PAGE = 500
-"""Events read per storage call when a run's events are listed."""
 APPEND_RETRIES = 8
 SAVE_RETRIES = 5
 
@@ -241,16 +238,7 @@ class SessionLog:
             info = self._history.older_runs.get(run_id)
         if info is None:
             raise UnknownRun(f"no run '{run_id}' in session '{self.id}'")
-        events: list[Event] = []
-        after = info.first_seq - 1
-        stop = info.last_seq or math.inf
-        while after < stop:
-            batch = await self._rt.storage.read(self.id, after_seq=after, limit=READ_PAGE)
-            if not batch:
-                break
-            events.extend(e for e in batch if e.run_id == run_id and e.seq <= stop)
-            after = batch[-1].seq
-        return events
+        return await read_run(self._rt.storage, self.id, info)
 
     async def _load_history(self) -> None:
         if self._history.loaded:
@@ -302,12 +290,10 @@ class SessionLog:
             self._carry = (run_id, list(payloads))
 
     def carrying(self, run_id: str) -> bool:
-        """``carry`` holds events of ``run_id`` that no append took yet."""
         return self._carry is not None and self._carry[0] == run_id
 
     async def flush(self, run_id: str) -> None:
-        """Append what ``carry`` holds for ``run_id`` now."""
-        if self.carrying(run_id):
+        if self.carrying(run_id):  # what carry holds for the run, appended now
             await self.append(run_id)
 
     async def append(

@@ -27,7 +27,7 @@ from ._runtime import Runtime
 from ._step import ActiveRun
 from .codec import converter
 from .contracts import WatchNotice
-from .errors import HarnessError, OwnerTimeout, SessionReplaced
+from .errors import HarnessError, OwnerTimeout, SessionConflict, SessionReplaced
 
 __all__ = ["START_RETRIES", "Ownership"]
 
@@ -82,6 +82,17 @@ class Ownership:
         except LeaseHeld:
             return False
         return True
+
+    def start_again(self, run: ActiveRun, why: Exception, restarts: int) -> int:
+        """Another store took the lease or moved the log before ``run``'s first commit:
+        it decides again (follows, or starts anew). ``SessionConflict`` if it began, or
+        after ``START_RETRIES``; else the count of restarts so far."""
+        if run.begun or restarts >= START_RETRIES:
+            raise SessionConflict(
+                f"session '{self._log.id}' kept being changed by other stores; this run did "
+                "not start"
+            ) from why
+        return restarts + 1
 
     @asynccontextmanager
     async def notices(self) -> AsyncIterator[trio.MemoryReceiveChannel[WatchNotice] | None]:

@@ -23,7 +23,7 @@ from ._end import RunEnd
 from ._fold import ApprovalHandle
 from ._log import KEEP, LeaseHeld, Outlet, SessionLog, StartMoved
 from ._output import find_output_type, output_type_name
-from ._owner import START_RETRIES, Ownership
+from ._owner import Ownership
 from ._records import (
     ApprovalResolved,
     EventPayload,
@@ -53,7 +53,6 @@ from .errors import (
     OwnerTimeout,
     RunAborted,
     SessionClosed,
-    SessionConflict,
     SessionReplaced,
     StoreClosed,
     UnknownModel,
@@ -277,14 +276,7 @@ class Runner:
                         try:
                             status = await self._execute(run, message, start_watch)
                         except (LeaseHeld, StartMoved) as exc:
-                            # Another store took the lease or moved the log before this
-                            # run's first commit: decide again (follow it, or start anew).
-                            if run.begun or restarts >= START_RETRIES:
-                                raise SessionConflict(
-                                    f"session '{self.log.id}' kept being changed by other "
-                                    "stores; this run did not start"
-                                ) from exc
-                            restarts += 1
+                            restarts = self.owner.start_again(run, exc, restarts)
                             owned = False
                             continue
                         break
@@ -376,9 +368,7 @@ class Runner:
                 )
             rt.costs.check(log.run_info(run.id), log.fold.usage)
             run.steps += 1
-            # The answer is carried to the next commit: with its first tool call's start,
-            # or (no calls) with run.finished.
-            assistant = await self.step.model(run)
+            assistant = await self.step.model(run)  # carried to the next commit
             if run.output_type is not None:
                 if await self.answers.judge(run, assistant):
                     return "completed"
@@ -387,8 +377,9 @@ class Runner:
             if rt.costs.budget != Budget():
                 await log.flush(run.id)  # the answer's usage counts before its tools run
             rt.costs.check(log.run_info(run.id), log.fold.usage)
-            # Still carried: its calls are not in the log yet, so name them here.
-            answered = list(assistant.tool_calls) if log.carrying(run.id) else None
+            answered = (
+                list(assistant.tool_calls) if log.carrying(run.id) else None
+            )  # not in the log yet
 
     async def _recall_output_type(self, run: ActiveRun) -> None:
         """A resumed run asks for the output type it started with (``send(output_type=)``

@@ -240,9 +240,7 @@ class StorageCapabilities:
     """``SessionStorage.watch`` is implemented: appends by any process, on any host, are
     announced to watchers without polling (Postgres: ``LISTEN``/``NOTIFY``)."""
     append_record: bool = False
-    """``append`` takes ``record=``: the events and the record's compare-and-swap save are
-    one durable commit (both written or neither), so a step's events and the session's
-    snapshot or lease cost one commit instead of two."""
+    """``append`` takes ``record=``: the events and the record's save are one commit."""
 
 
 class WatchNotice(NamedTuple):
@@ -346,13 +344,11 @@ class SessionStorage(ABC):
         and nothing is written. ``harness_kernel.storage.check_incarnation`` does the
         comparison.
 
-        With ``record`` (only passed to a backend whose ``capabilities.append_record`` is
-        true): also ``save(record, expected_revision=record.revision - 1)``, checked and
-        written in the same transaction as the events. ``Conflict`` when the log or the
-        revision moved (then neither is written), ``IncarnationMismatch`` as above, and
-        ``ValueError`` when ``record.id`` is not ``session_id``. A backend without the
-        capability may raise ``TypeError`` for it; the kernel never passes it there.
-        ``harness_kernel.storage.check_append_record`` checks the arguments.
+        With ``record`` (passed only where ``capabilities.append_record``): also
+        ``save(record, record.revision - 1)`` in the same transaction; ``Conflict`` when
+        the log or the revision moved (neither is written), ``IncarnationMismatch`` as
+        above, ``ValueError`` when ``record.id`` is not ``session_id``
+        (``harness_kernel.storage.check_append_record``).
         """
 
     @abstractmethod
