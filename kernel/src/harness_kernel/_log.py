@@ -535,7 +535,7 @@ class SessionLog:
             isinstance(lease, Lease)
             and held is not None
             and held.owner != self._rt.owner
-            and held.live(time.time())
+            and held.live(self._rt.lease_clock())
         ):
             raise LeaseHeld(held)
         if not snapshot:
