@@ -128,3 +128,43 @@ async def test_another_process_s_run_is_tailed_here_before_and_after_loading_it(
         stored = await here.storage.read(owners.SESSION)
     assert [e.seq for e in seen] == list(range(1, len(stored) + 1))
     assert seen == stored
+
+
+def _watch_connections(dsn: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'harness-kernel-watch'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_store_listens_on_one_connection_however_many_runs_wait(
+    pg_options: dict[str, Any], tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Runs and waiting callers share their store's watch: with ten sessions running a
+    slow tool in store A and store B open beside it, the server sees two watch
+    connections, one per store (not one per run), and the runs still end on B's aborts."""
+    monkeypatch.setenv("OWNERS_DIR", str(tmp_path))
+    before = await trio.to_thread.run_sync(_watch_connections, pg_options["dsn"])
+    async with store(pg_options) as a, store(pg_options) as b:
+        results: list[Any] = []
+        async with trio.open_nursery() as nursery:
+            for i in range(10):
+                session = await a.create(f"many-{i}")
+
+                async def run(session: Any = session, i: int = i) -> None:
+                    results.append(await session.send(f"slow:m{i}"))
+
+                nursery.start_soon(run)
+            with trio.fail_after(30):
+                while not all((tmp_path / f"m{i}.started").exists() for i in range(10)):  # noqa: ASYNC110 - the tools write them
+                    await trio.sleep(0.05)
+            during = await trio.to_thread.run_sync(_watch_connections, pg_options["dsn"])
+            with trio.fail_after(30):
+                for i in range(10):
+                    assert await (await b.get_or_create(f"many-{i}")).abort() is True
+        assert sorted(r.status for r in results) == ["aborted"] * 10
+    assert during - before == 2

@@ -31,7 +31,9 @@ async def follow_other_hosts(
         async with runtime.storage.watch(None) as notices:
             task_status.started()  # the store opens once every later append is heard
             started = True
+            hub.listening = True
             async for notice in notices:
+                hub.announce(notice)
                 sid = notice.session_id
                 entry = hub.sessions.get(sid)
                 if entry is None:
@@ -59,6 +61,7 @@ async def follow_other_hosts(
                     runtime.log.warning("watch_catch_up_failed", session_id=sid, error=str(exc))
                 published[sid] = log.last_seq
     except (NotImplementedError, HarnessError) as exc:
+        hub.listening = False
         runtime.log.warning("watch_unavailable", error=str(exc) or type(exc).__name__)
         if not started:
             task_status.started()

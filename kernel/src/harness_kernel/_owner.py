@@ -97,11 +97,21 @@ class Ownership:
     @asynccontextmanager
     async def notices(self) -> AsyncIterator[trio.MemoryReceiveChannel[WatchNotice] | None]:
         """The storage's notices of this session's appends, where it offers them
-        (``capabilities.watch``); ``None`` otherwise, and the caller polls."""
+        (``capabilities.watch``): from the store's own watch while it listens, else
+        from a watch of this session; ``None`` otherwise, and the caller polls."""
         storage = self._rt.storage
         async with AsyncExitStack() as stack:
             channel: trio.MemoryReceiveChannel[WatchNotice] | None = None
-            if storage.capabilities.watch:
+            if self._rt.hub.listening:
+                hub, sid = self._rt.hub, self._log.id
+                channel = await stack.enter_async_context(hub.notices(sid))
+                try:  # what was appended before this listened is announced at once
+                    last = await storage.last_seq(sid)
+                except HarnessError:
+                    last = 0
+                if last > self._log.last_seq:
+                    hub.announce(WatchNotice(sid, last))
+            elif storage.capabilities.watch:
                 try:
                     watch = storage.watch(
                         [self._log.id], after_seq={self._log.id: self._log.last_seq}

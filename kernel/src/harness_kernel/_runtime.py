@@ -80,6 +80,9 @@ class StoreEvent:
     display: Any = None
 
 
+NOTICE_BUFFER: Final = 16
+"""Notices a waiting owner or caller may have pending (each only wakes it)."""
+
 SUBSCRIBER_BUFFER: Final = 10_000
 """Events a subscriber may fall behind by before it is dropped (its iteration ends)."""
 
@@ -105,9 +108,12 @@ class Hub:
         self.sessions: dict[str, Loaded] = {}
         """Loaded sessions by id."""
         self.closing = False
+        self.listening = False
+        """The store-wide watch is open: per-session notices come through ``notices``."""
         self._log = log
         self._subscribers: list[trio.MemorySendChannel[StoreEvent]] = []
         self._without_display: set[trio.MemorySendChannel[StoreEvent]] = set()
+        self._notices: dict[str, set[trio.MemorySendChannel[Any]]] = {}
 
     def forget(self, session_id: str, runner: Any) -> bool:
         """Drop ``runner``'s entry (not a newer session of the same id); True if it was there."""
@@ -161,6 +167,32 @@ class Hub:
         finally:
             self._drop(send)
             send.close()
+
+    @asynccontextmanager
+    async def notices(self, session_id: str) -> AsyncIterator[trio.MemoryReceiveChannel[Any]]:
+        """The store-wide watch's notices of one session, for an owner or a waiting
+        caller: one watch connection per store, however many runs wait."""
+        send, receive = trio.open_memory_channel[Any](NOTICE_BUFFER)
+        self._notices.setdefault(session_id, set()).add(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            waiting = self._notices.get(session_id)
+            if waiting is not None:
+                waiting.discard(send)
+                if not waiting:
+                    del self._notices[session_id]
+            send.close()
+
+    def announce(self, notice: Any) -> None:
+        """Hand a storage notice to those waiting on its session. A full channel
+        already holds a wake-up, which is all a notice is to them."""
+        for channel in self._notices.get(notice.session_id, ()):
+            try:
+                channel.send_nowait(notice)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     def close_subscribers(self) -> None:
         for channel in self._subscribers:
