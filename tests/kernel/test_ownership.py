@@ -68,6 +68,14 @@ def _clean() -> None:
     gate.clear()
 
 
+async def until_stored(storage: MemoryStorage, event_type: str, count: int = 1) -> None:
+    """Wait until ``count`` events of ``event_type`` are in storage (no fixed sleeps: the
+    test waits for what it needs to have happened, however slow the machine is)."""
+    # Polling the storage itself is the point: it is what the other store would see.
+    while sum(e.type == event_type for e in await storage.read("s1")) < count:  # noqa: ASYNC110
+        await trio.sleep(0.01)
+
+
 async def test_a_deleted_conversation_never_leaks_into_its_successor() -> None:
     """A holds customer-42; B deletes it, creates it again and talks in it. A's next send
     raises SessionReplaced instead of sending the old history to the model or writing
@@ -113,7 +121,7 @@ async def test_a_live_run_is_never_declared_crashed_by_a_peer() -> None:
         session_a = await a.create("s1")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session_a.send, "slow:x")
-            await trio.sleep(0.3)
+            await until_stored(storage, "tool.started")
             session_b = await b.get_or_create("s1")
             results: list[Any] = []
 
@@ -121,7 +129,7 @@ async def test_a_live_run_is_never_declared_crashed_by_a_peer() -> None:
                 results.append(await session_b.send("from b"))
 
             nursery.start_soon(b_sends)
-            await trio.sleep(0.3)
+            await until_stored(storage, "input.queued")
             gate["x"].set()
         [result] = results
         assert (result.status, result.text) == ("completed", "re: from b")
@@ -141,15 +149,15 @@ async def test_steer_and_abort_from_another_store_act_through_the_owner() -> Non
         session_a = await a.create("s1")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session_a.send, "slow:first")
-            await trio.sleep(0.3)
+            await until_stored(storage, "tool.started")
             session_b = await b.get_or_create("s1")
             await session_b.steer("also this")
-            await trio.sleep(0.3)
+            await until_stored(storage, "input.queued")
             gate["first"].set()
         assert seen[-1] == ["slow:first", "also this"]
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session_a.send, "slow:second")
-            await trio.sleep(0.3)
+            await until_stored(storage, "tool.started", count=2)
             assert await session_b.abort() is True
         assert session_a.current_run is None
     events = await storage.read("s1")
@@ -179,7 +187,7 @@ async def test_a_non_owner_that_waits_too_long_is_told_who_owns_the_session() ->
         session_a = await a.create("s1")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session_a.send, "slow:long")
-            await trio.sleep(0.3)
+            await until_stored(storage, "tool.started")
             session_b = await b.get_or_create("s1")
             with pytest.raises(OwnerTimeout, match=r"is run by .*did not answer within 0\.5 s"):
                 await session_b.send("hurry")
@@ -214,7 +222,7 @@ async def test_after_the_owner_dies_its_lease_expires_and_another_store_takes_ov
                 session_a = await a.create("s1")
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(session_a.send, "slow:never")
-                    await trio.sleep(0.3)
+                    await until_stored(storage, "tool.started")
                     record = await storage.load("s1")
                     assert record is not None
                     assert record.lease is not None
@@ -291,7 +299,7 @@ async def test_a_store_whose_copy_of_the_lease_is_stale_follows_the_owner() -> N
         session_a = await a.create("s1")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session_a.send, "slow:renewed")
-            await trio.sleep(0.2)
+            await until_stored(storage, "tool.started")
             session_b = await b.get_or_create("s1")
             await trio.sleep(1.5)  # A renews its 1 s lease; B's copy of it expires
             with pytest.raises(OwnerTimeout):
