@@ -178,7 +178,7 @@ async def follow_run(
         if isinstance(event.payload, RunFinished):
             sent.finished = True
 
-    async with store.subscribe() as subscription:
+    async with store.subscribe(display=False) as subscription:
         for event in await session.run_events(run_id):
             await durable(event)
         if sent.done():
