@@ -15,6 +15,10 @@ concurrently. Figures:
   append) to its arrival at the subscriber, p50 and p99. It also counts the events it
   received against the events in storage (none may be missing).
 
+A last line repeats the delivery figure without the load (2 hosts, one session each,
+30 turns): under load the time is mostly an append waiting for the writing host's pool
+(4 connections for 100 sessions) and the CPU the processes share.
+
 Target (issue K11): delivery p99 under 50 ms. All processes share the machine (2 cores
 here), so the figures include the CPU the hosts and PostgreSQL take from each other.
 
@@ -128,7 +132,7 @@ def last_json(child: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 def run(dsn: str, hosts: int, sessions: int, turns: int) -> dict[str, Any]:
-    schema = f"w12_{hosts}"
+    schema = f"w12_{hosts}x{sessions}"
     watcher = spawn("--subscriber", "--dsn", dsn, "--schema", schema)
     children: list[subprocess.Popen[str]] = []
     try:
@@ -195,6 +199,13 @@ def main() -> None:
                 f"   {row['received']}/{row['stored']}",
                 flush=True,
             )
+        # The same delivery path without the load: 2 hosts, one session each.
+        row = run(cluster.dsn, 2, 1, 30)
+        print(
+            f"  quiet: 2 hosts x 1 session x 30 turns: delivery p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms"
+            f"   {row['received']}/{row['stored']}",
+            flush=True,
+        )
     print("  target: delivery p99 < 50 ms (append on one host -> a subscriber on another)")
 
 
