@@ -280,3 +280,30 @@ async def test_a_cancelled_caller_of_stream_aborts_the_run() -> None:
         assert not session.is_running
         [finished] = [e for e in await storage.read("s1") if e.type == "run.finished"]
         assert finished.payload.status == "aborted"
+
+
+class SlowToFinish(MemoryStorage):
+    """Storage that takes its time writing a run's end (a loaded database, a saturated
+    event loop): longer than the store's grace period."""
+
+    async def append(self, session_id: str, events: Any, *args: Any, **kwargs: Any) -> None:
+        if any(event.type == "run.finished" for event in events):
+            await trio.sleep(1.0)
+        await super().append(session_id, events, *args, **kwargs)
+
+
+async def test_a_run_that_completes_is_recorded_however_long_its_end_takes(
+    autojump_clock: Any,
+) -> None:
+    """The grace period bounds the cleanup of a cancelled run, not the recording of one that
+    completed: a slow end-of-run write still gives the caller its RunResult (it returned
+    None before, with nothing logged)."""
+    storage = SlowToFinish()
+    async with create_session_store(
+        agent=define_agent(name="slow-end"), storage=storage, grace_period=0.1
+    ) as store:
+        result = await store.send("s1", "hello")
+        assert result is not None
+        assert (result.status, result.text) == ("completed", "hello")
+    events = await storage.read("s1")
+    assert [e.payload.status for e in events if e.type == "run.finished"] == ["completed"]

@@ -1,10 +1,9 @@
 """The run loop of one loaded session: one run at a time, resumable from the log.
 
 ``Runner`` owns a session's run slot, its active run, its queued inputs, its approval
-timers and its sandbox. A run is a task in the store's nursery: it settles the tool
-calls the log says are open, calls the model, and repeats until the model answers
-without tools or a call waits for a person (the run parks, durably). Every run that
-began (``run.started`` is in the log) records how it ended, even when cancelled.
+timers and its sandbox. A run is a task in the store's nursery: it settles open tool
+calls, calls the model, and repeats until it answers without tools or a call waits for a
+person (the run parks, durably). A run that began records how it ended, even cancelled.
 """
 
 from __future__ import annotations
@@ -61,8 +60,8 @@ from .errors import (
 __all__ = ["QUEUE_RETRY_DELAYS", "Runner"]
 
 QUEUE_RETRY_DELAYS: Final = (0.5, 2.0, 8.0)
-"""Backoff before a queued input is tried again after storage refused to start it; after
-the last, it stays queued (durably) until the next call on the session or a hydrate."""
+"""Backoff before a queued input storage refused to start is tried again; after the last,
+it stays queued (durably) until the next call on the session or a hydrate."""
 
 
 class Runner:
@@ -259,7 +258,7 @@ class Runner:
         owned = False
         self.log.outlet = run.outlet
 
-        restarts = 0
+        restarts, cancelled = 0, False
 
         def start_watch() -> None:
             self._rt.hub.nursery.start_soon(self.owner.watch, run, watch)
@@ -289,10 +288,14 @@ class Runner:
             status, error = "failed", exc
             if isinstance(exc, SessionReplaced | OwnerTimeout):
                 run.raise_error = exc
+        except BaseException:  # cancelled by the host: the end is bounded by the grace
+            cancelled = True
+            raise
         finally:
             watch.cancel()
             with trio.CancelScope(shield=True) as cleanup:
-                cleanup.deadline = trio.current_time() + self._rt.grace
+                if cancelled or run.scope.cancel_called:  # else: recorded however long it takes
+                    cleanup.deadline = trio.current_time() + self._rt.grace
                 try:
                     if not run.remote:
                         # A lease left for a first commit that never came was never written.
@@ -552,11 +555,8 @@ class Runner:
     # -- closing -------------------------------------------------------------------------
 
     async def shutdown(self, reason: str) -> None:
-        """Abort active work, release the sandbox and mark the session closed.
-
-        A run parked on approvals or suspensions is durable state, not active work: it
-        stays parked in storage and continues after ``get_or_create`` in any process.
-        """
+        """Abort active work, release the sandbox and mark the session closed. A parked
+        run is durable state, not active work: it stays parked for any process."""
         if self.closed:
             return
         if self.active is not None:
