@@ -85,9 +85,11 @@ def test_every_distribution_installs_and_registers_from_its_metadata(venv: Path)
 
 
 def test_the_kernel_wheel_ships_the_chat_page(venv: Path) -> None:
-    """The service's web page (three static files) is inside the installed package."""
+    """The service's web page (three static files) is inside the installed package (read
+    as package data: importing ``harness_kernel.server`` needs the ``server`` extra)."""
     check = (
-        "from importlib import resources; web = resources.files('harness_kernel.server') / 'web'; "
+        "from importlib import resources; "
+        "web = resources.files('harness_kernel') / 'server' / 'web'; "
         "print(sorted(p.name for p in web.iterdir() if p.is_file()))"
     )
     listed = run([venv / "bin" / "python", "-c", check], cwd=venv).stdout.strip()
