@@ -258,7 +258,7 @@ class Runner:
         owned = False
         self.log.outlet = run.outlet
 
-        restarts, cancelled = 0, False
+        restarts, cancelled, trigger = 0, False, run.trigger
 
         def start_watch() -> None:
             self._rt.hub.nursery.start_soon(self.owner.watch, run, watch)
@@ -275,8 +275,8 @@ class Runner:
                         try:
                             status = await self._execute(run, message, start_watch)
                         except (LeaseHeld, StartMoved) as exc:
-                            restarts = self.owner.start_again(run, exc, restarts)
-                            owned = False
+                            restarts, owned = self.owner.start_again(run, exc, restarts), False
+                            run.trigger = trigger  # a send handed over is followed to its result
                             continue
                         break
                     followed = await self.owner.follow(run, message)
