@@ -16,9 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._tracing import Tracing
-
-__all__ = ["TracingOptions", "configured_tracing"]
+__all__ = ["TracingOptions", "exporter"]
 
 _EXPORTERS = {
     "http/protobuf": (
@@ -82,7 +80,8 @@ class TracingOptions:
             raise ValueError("max_content_chars: must be at least 1")
 
 
-def _exporter(options: TracingOptions) -> Any:
+def exporter(options: TracingOptions) -> Any:
+    """The span exporter ``options`` ask for (the SDK and the exporter package loaded now)."""
     if options.exporter == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -103,18 +102,3 @@ def _exporter(options: TracingOptions) -> Any:
         arguments["endpoint"] = options.endpoint
     return module.OTLPSpanExporter(**arguments)
 
-
-def configured_tracing(options: TracingOptions) -> Tracing:
-    """A ``Tracing`` with its own provider exporting as ``options`` say."""
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    provider = TracerProvider(resource=Resource.create({"service.name": options.service_name}))
-    provider.add_span_processor(BatchSpanProcessor(_exporter(options)))
-    return Tracing(
-        tracer_provider=provider,
-        capture_content=options.capture_content,
-        max_content_chars=options.max_content_chars,
-        shutdown=provider.shutdown,
-    )

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
     from harness_kernel import ModelRequest, RunResult, ToolCallPart, Usage
 
+    from ._configured import TracingOptions
+
 __all__ = ["SpanEventSink", "Tracing", "default_tracing"]
 
 INSTRUMENTATION: Final = "harness_kernel_otel"
@@ -126,7 +128,7 @@ class Tracing:
 
     @hookimpl
     def harness_kernel_tracing(self, register: Register) -> None:
-        from ._configured import TracingOptions, configured_tracing
+        from ._configured import TracingOptions
 
         register("otel", configured_tracing, options=TracingOptions)
 
@@ -380,3 +382,21 @@ class SpanEventSink(LogSink):
 
 default_tracing = Tracing()
 """The instance the entry point registers: the global tracer provider, no content."""
+
+
+def configured_tracing(options: TracingOptions) -> Tracing:
+    """A ``Tracing`` with its own provider exporting as ``options`` say (``[tracing]``)."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from ._configured import exporter
+
+    provider = TracerProvider(resource=Resource.create({"service.name": options.service_name}))
+    provider.add_span_processor(BatchSpanProcessor(exporter(options)))
+    return Tracing(
+        tracer_provider=provider,
+        capture_content=options.capture_content,
+        max_content_chars=options.max_content_chars,
+        shutdown=provider.shutdown,
+    )
