@@ -11,10 +11,9 @@ store's options or ``harness.toml`` instead (``tools=["mcp"]``). See ``docs/mcp.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from harness_kernel import hookimpl
+from harness_kernel import hookimpl, lazy_exports
 from harness_kernel.hookspecs import Register
 
 from ._entry import McpKitOptions, McpServer
@@ -56,17 +55,7 @@ _MODULE_OF = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _MODULE_OF)
 
 
 def _mcp_kit(options: McpKitOptions) -> list[Tool]:

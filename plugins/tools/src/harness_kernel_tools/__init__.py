@@ -9,10 +9,9 @@ that no sandbox is configured. Options per kit: ``create_session_store(tool_opti
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from harness_kernel import hookimpl
+from harness_kernel import hookimpl, lazy_exports
 from harness_kernel.hookspecs import Register
 
 from ._options import DEFAULT_APPROVALS, FilesKitOptions, ShellKitOptions
@@ -39,17 +38,7 @@ __all__ = [
 _MODULE_OF = {"files_kit": "._files", "glob_regex": "._search", "shell_kit": "._shell"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _MODULE_OF)
 
 
 def _files_kit(options: FilesKitOptions) -> list[Tool]:

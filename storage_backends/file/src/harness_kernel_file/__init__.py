@@ -11,12 +11,11 @@ processes are fenced with ``fcntl.flock``. See docs/storage/file.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
-from harness_kernel import hookimpl
+from harness_kernel import hookimpl, lazy_exports
 from harness_kernel.hookspecs import Register
 
 from ._names import decode_id, encode_id
@@ -44,17 +43,7 @@ class FileOptions:
 _MODULE_OF = {"FileStorage": "._storage", "LAYOUT_VERSION": "._storage"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _MODULE_OF)
 
 
 def build(options: FileOptions) -> FileStorage:

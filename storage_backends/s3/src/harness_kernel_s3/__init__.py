@@ -15,12 +15,11 @@ come from the standard AWS chain. See docs/storage/s3.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from harness_kernel import hookimpl
+from harness_kernel import hookimpl, lazy_exports
 from harness_kernel.hookspecs import Register
 
 from ._keys import decode_id, encode_id
@@ -71,17 +70,7 @@ class S3Options:
 _MODULE_OF = {"S3Client": "._client", "S3Storage": "._storage"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _MODULE_OF)
 
 
 def build(options: S3Options) -> S3Storage:

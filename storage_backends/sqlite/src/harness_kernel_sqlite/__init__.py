@@ -12,12 +12,11 @@ tests. See docs/storage/sqlite.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
-from harness_kernel import hookimpl
+from harness_kernel import hookimpl, lazy_exports
 from harness_kernel.hookspecs import Register
 
 from ._schema import MIGRATIONS, SCHEMA_VERSION, Synchronous
@@ -47,17 +46,7 @@ class SqliteOptions:
 _MODULE_OF = {"SqliteStorage": "._storage"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _MODULE_OF)
 
 
 def build(options: SqliteOptions) -> SqliteStorage:
